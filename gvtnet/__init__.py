@@ -1,0 +1,6 @@
+"""GVTNet for face super-resolution: model, weights, inference, training and evaluation."""
+from .model import GVTNet, GVTNetConfig
+from .presets import PRESETS, build_model
+from .weights import CheckpointError, load_model, save_model
+
+__all__ = ["GVTNet", "GVTNetConfig", "PRESETS", "build_model", "load_model", "save_model", "CheckpointError"]

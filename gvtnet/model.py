@@ -1,0 +1,442 @@
+"""GVTNet (Graph Vision Transformer for face super-resolution) and its SwinIR baseline, in one file.
+
+One configurable network: `GVTNetConfig` selects between the authors' released computation, the
+paper's text, its ablations and the plain SwinIR baseline. Feature maps flow as (B, H, W, C) tensors, so
+that a conv on them is a free `permute` to channels-last and no (B, L, C) reshapes are needed.
+
+Every module reports its own cost with `flops(h, w)`: floating-point operations (2 per multiply-add) of
+one forward pass on an h x w low-resolution input, counting convolutions, linear layers and attention
+matmuls (not norms or activations), as SwinIR does.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .graph import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
+
+CELEBA_MEAN = (0.5430, 0.4217, 0.3605)  # the released GVTNet's input mean
+SWINIR_MEAN = (0.4488, 0.4371, 0.4040)  # SwinIR's (DIV2K) input mean
+
+
+@dataclass(frozen=True)
+class GVTNetConfig:
+    """Everything that defines a network. Defaults are the released GVTNet at x4."""
+
+    upscale: int = 4
+    embed_dim: int = 180
+    depths: tuple[int, ...] = (6, 6, 6, 6, 6, 6)
+    num_heads: int = 6
+    window_size: int = 8
+    mlp_ratio: float = 2.0
+    drop_path_rate: float = 0.1
+    rgb_mean: tuple[float, float, float] = CELEBA_MEAN
+    # Block kinds, repeated along each group: 'S' Swin-type window attention, 'G' graph attention.
+    block_pattern: str = "SG"
+    # 'strided': released windows, each spanning the whole face (token (j, i) = grid block (j, i)), with
+    # heads as interleaved channels; 'contiguous': Swin's local windows, heads as channel blocks.
+    window_layout: Literal["strided", "contiguous"] = "strided"
+    # 'per_group': the released rule (group g shifts by 0, ws-2, 0, ws-4, ...); 'alternate': Swin's
+    # (block b of every group shifts by 0 when b is even, ws/2 when odd).
+    shift_rule: Literal["per_group", "alternate"] = "per_group"
+    # q/k/v and output projection: depthwise 3x3 + pointwise conv (released) or a Linear layer (Swin).
+    dwconv: bool = True
+    # The graph layer.
+    threshold: float = 0.85
+    minkowski_p: float = 2.0
+    neighbour_rule: Literal["released", "paper"] = "released"
+    distance_basis: Literal["gram", "features"] = "gram"
+    # 'post_softmax': softmax(qk + bias) * A (released); 'mask': softmax over neighbours only.
+    adjacency_mode: Literal["post_softmax", "mask"] = "post_softmax"
+    graph_qk_scale: bool = False  # scale q by head_dim^-0.5 in the graph layer (the paper's text)
+    # Reconstruction: 'pixelshuffle' (conv to 64 channels, log2(s) x [conv, shuffle 2], conv) or
+    # 'pixelshuffledirect' (one conv and one shuffle, SwinIR's lightweight head).
+    upsampler: Literal["pixelshuffle", "pixelshuffledirect"] = "pixelshuffle"
+    bicubic_skip: bool = False  # add the bicubic upscale of the input, so the network learns a residual
+
+    def __post_init__(self):
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim {self.embed_dim} is not a multiple of num_heads {self.num_heads}")
+        if set(self.block_pattern) - {"S", "G"} or not self.block_pattern:
+            raise ValueError(f"block_pattern must be a string of 'S' and 'G', got {self.block_pattern!r}")
+        if self.upscale & (self.upscale - 1) or self.upscale < 2:
+            raise ValueError(f"upscale must be a power of two, got {self.upscale}")
+        if self.neighbour_rule not in NEIGHBOUR_RULES or self.distance_basis not in DISTANCE_BASES:
+            raise ValueError("unknown neighbour_rule or distance_basis")
+        if any(self.shift(g, 0) < 0 for g in range(len(self.depths))):
+            raise ValueError("the per-group shift rule supports at most window_size groups")
+
+    def kind(self, block: int) -> str:
+        return self.block_pattern[block % len(self.block_pattern)]
+
+    def shift(self, group: int, block: int) -> int:
+        """Cyclic shift of a block's attention, before any reduction for small inputs."""
+        if self.shift_rule == "alternate":
+            return self.window_size // 2 if block % 2 else 0
+        return self.window_size - group - 1 if group % 2 else 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GVTNetConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown config fields: {sorted(unknown)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Window geometry
+
+
+def partition(x: torch.Tensor, ws: int, layout: str) -> torch.Tensor:
+    """(B, H, W, C) -> (B, nW, ws*ws, C) windows. Window k and token t:
+    contiguous: window (k // (W/ws), k % (W/ws)) of ws x ws neighbouring pixels, token t row-major in it;
+    strided: token t = (j, i) is grid block (j, i) of (H/ws) x (W/ws) pixels, window k = (h, w) the pixel
+    at offset (h, w) inside every block."""
+    b, h, w, c = x.shape
+    if layout == "contiguous":
+        x = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    else:
+        x = x.view(b, ws, h // ws, ws, w // ws, c).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(b, (h // ws) * (w // ws), ws * ws, c)
+
+
+def unpartition(x: torch.Tensor, h: int, w: int, layout: str) -> torch.Tensor:
+    """Inverse of `partition`: (B, nW, ws*ws, C) -> (B, H, W, C)."""
+    b, _, n, c = x.shape
+    ws = math.isqrt(n)
+    x = x.view(b, h // ws, w // ws, ws, ws, c)
+    if layout == "contiguous":
+        x = x.permute(0, 1, 3, 2, 4, 5)
+    else:
+        x = x.permute(0, 3, 1, 4, 2, 5)
+    return x.reshape(b, h, w, c)
+
+
+def shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+    """Swin's shifted-window mask, (nW, ws*ws, ws*ws) of 0 / -100: the 3 x 3 roll regions of an h x w map,
+    labelled and partitioned into CONTIGUOUS windows. The released code applies it, as it is, to its
+    strided windows (window k gets row k), which is what `GVTNet` does for the strided layout too."""
+    labels = torch.zeros(h, w)
+    cuts = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    for n, (rows, cols) in enumerate((r, c) for r in cuts for c in cuts):
+        labels[rows, cols] = n
+    windows = partition(labels.view(1, h, w, 1), ws, "contiguous").view(-1, ws * ws)
+    diff = windows.unsqueeze(1) - windows.unsqueeze(2)
+    return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
+
+
+def relative_position_index(ws: int) -> torch.Tensor:
+    """(ws*ws, ws*ws) index into a ((2ws-1)^2, heads) bias table, as in Swin."""
+    coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (ws - 1)
+    return rel[..., 0] * (2 * ws - 1) + rel[..., 1]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Modules
+
+
+class SeparableConv(nn.Module):
+    """Depthwise 3x3 conv then pointwise (1x1) conv, on (B, H, W, C) maps."""
+
+    def __init__(self, dim: int, out_dim: int):
+        super().__init__()
+        self.depthwise = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.pointwise = nn.Conv2d(dim, out_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.depthwise(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return F.linear(x, self.pointwise.weight.flatten(1), self.pointwise.bias)
+
+    def flops(self, h: int, w: int) -> int:
+        c, o = self.pointwise.in_channels, self.pointwise.out_channels
+        return 2 * h * w * (9 * c + c * o)
+
+
+class Projection(nn.Linear):
+    """A Linear layer on (B, H, W, C) maps (Swin's q/k/v and output projection)."""
+
+    def flops(self, h: int, w: int) -> int:
+        return 2 * h * w * self.in_features * self.out_features
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows, with a relative-position bias.
+
+    kind 'S' (the paper's STL): softmax(q k^T / sqrt(d) + bias + shift mask) v.
+    kind 'G' (GVT layer): softmax(q k^T + bias) * A, then @ v, with A the group's adjacency (released), or
+    with mode 'mask' a softmax over the neighbours only.
+    Input and output (B, H, W, C), already rolled; H, W multiples of the window size.
+    """
+
+    def __init__(self, cfg: GVTNetConfig, kind: str):
+        super().__init__()
+        dim, ws = cfg.embed_dim, cfg.window_size
+        self.kind, self.dim, self.num_heads, self.window_size = kind, dim, cfg.num_heads, ws
+        self.layout, self.adjacency_mode = cfg.window_layout, cfg.adjacency_mode
+        head_dim = dim // cfg.num_heads
+        self.scale = head_dim**-0.5 if kind == "S" or cfg.graph_qk_scale else 1.0
+        proj = SeparableConv if cfg.dwconv else Projection
+        self.qkv = proj(dim, 3 * dim)
+        self.proj = proj(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, cfg.num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer("relative_position_index", relative_position_index(ws), persistent=False)
+        self.record: list | None = None  # set by `capture` to collect attention maps
+
+    def split_heads(self, qkv: torch.Tensor) -> torch.Tensor:
+        """(B, nW, n, 3C) -> (3, B, nW, heads, n, d); released heads interleave, Swin's are blocks."""
+        b, nw, n, c3 = qkv.shape
+        d = c3 // 3 // self.num_heads
+        if self.layout == "strided":
+            return qkv.view(b, nw, n, 3, d, self.num_heads).permute(3, 0, 1, 5, 2, 4)
+        return qkv.view(b, nw, n, 3, self.num_heads, d).permute(3, 0, 1, 4, 2, 5)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, nW, heads, n, d) -> (B, nW, n, C), the inverse of `split_heads` for one of q/k/v."""
+        b, nw, heads, n, d = x.shape
+        x = x.permute(0, 1, 3, 4, 2) if self.layout == "strided" else x.permute(0, 1, 3, 2, 4)
+        return x.reshape(b, nw, n, heads * d)
+
+    def bias(self) -> torch.Tensor:
+        n = self.window_size**2
+        table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return table.view(n, n, -1).permute(2, 0, 1)  # (heads, n, n)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, adj: torch.Tensor | None = None):
+        """mask: (nW, n, n) additive shift mask or None ('S'); adj: (B, heads, n, n) adjacency with
+        self-loops ('G')."""
+        b, h, w, c = x.shape
+        q, k, v = self.split_heads(partition(self.qkv(x), self.window_size, self.layout))
+        bias = self.bias()
+        if self.kind == "S" and mask is not None:
+            bias = bias + mask.unsqueeze(1)  # (nW, heads, n, n)
+        if self.kind == "G" and self.adjacency_mode == "mask":
+            bias = bias + torch.zeros_like(adj).masked_fill(adj == 0, float("-inf")).unsqueeze(1)
+        if self.kind == "G" and self.adjacency_mode == "post_softmax" or self.record is not None:
+            attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1) + bias, dim=-1)
+            if self.kind == "G" and self.adjacency_mode == "post_softmax":
+                attn_graph = attn * adj.unsqueeze(1)
+            else:
+                attn_graph = attn
+            if self.record is not None:
+                self.record.append({"attention": attn.detach(), "attention_graph": attn_graph.detach()})
+            out = attn_graph @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
+        return self.proj(unpartition(self.merge_heads(out), h, w, self.layout))
+
+    def flops(self, h: int, w: int) -> int:
+        attn = 2 * 2 * h * w * self.window_size**2 * self.dim  # q k^T and attn v
+        return self.qkv.flops(h, w) + attn + self.proj.flops(h, w)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+
+    def forward(self, x):
+        return self.fc2(self.act(self.fc1(x)))
+
+    def flops(self, h: int, w: int) -> int:
+        return 2 * 2 * h * w * self.fc1.in_features * self.fc1.out_features
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops the whole residual branch per sample while training."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
+        return x * keep / (1 - self.p)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(LN(x)) under a cyclic roll, then x + MLP(LN(x))."""
+
+    def __init__(self, cfg: GVTNetConfig, kind: str, shift: int, drop_path: float):
+        super().__init__()
+        self.kind, self.shift = kind, shift
+        self.norm1 = nn.LayerNorm(cfg.embed_dim)
+        self.attn = WindowAttention(cfg, kind)
+        self.norm2 = nn.LayerNorm(cfg.embed_dim)
+        self.mlp = Mlp(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio))
+        self.drop_path = DropPath(drop_path)
+
+    def forward(self, x, shift: int, mask=None, adj=None):
+        y = self.norm1(x)
+        if shift:
+            y = torch.roll(y, (-shift, -shift), dims=(1, 2))
+        y = self.attn(y, mask, adj)
+        if shift:
+            y = torch.roll(y, (shift, shift), dims=(1, 2))
+        x = x + self.drop_path(y)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def flops(self, h: int, w: int) -> int:
+        return self.attn.flops(h, w) + self.mlp.flops(h, w)
+
+
+class Group(nn.Module):
+    """A residual group (SwinIR's RSTB): blocks, a 3x3 conv, and a skip over both. Its graph blocks share
+    one adjacency per roll, computed from the group's input (detached: the graph gets no gradient)."""
+
+    def __init__(self, cfg: GVTNetConfig, index: int, drop_path: list[float]):
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = nn.ModuleList(
+            Block(cfg, cfg.kind(b), cfg.shift(index, b), drop_path[b]) for b in range(len(drop_path))
+        )
+        self.conv = nn.Conv2d(cfg.embed_dim, cfg.embed_dim, 3, padding=1)
+        self.record: list | None = None  # set by `capture` to collect adjacencies
+
+    def graph(self, x: torch.Tensor, shift: int) -> torch.Tensor:
+        """Adjacency with self-loops, (B, heads, n, n), of the group input rolled by `shift`."""
+        cfg = self.cfg
+        x = torch.roll(x, (-shift, -shift), dims=(1, 2)) if shift else x
+        z = node_features(x.detach(), cfg.num_heads, cfg.window_size)
+        adj, dist = adjacency(z, cfg.threshold, cfg.minkowski_p, cfg.neighbour_rule, cfg.distance_basis)
+        if self.record is not None:
+            self.record.append({"shift": shift, "node_features": z, "distance": dist, "adjacency": adj})
+        return adj + torch.eye(adj.shape[-1], dtype=adj.dtype, device=adj.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, h, w, c = x.shape
+        ws, layout = self.cfg.window_size, self.cfg.window_layout
+        masks, graphs = {}, {}
+        y = x
+        for blk in self.blocks:
+            # Inputs no larger than a window are not shifted (as in Swin and the released code).
+            shift = blk.shift if min(h, w) > ws else 0
+            mask = adj = None
+            if blk.kind == "S" and shift:
+                if shift not in masks:
+                    masks[shift] = shift_mask(h, w, ws, shift).to(x)
+                mask = masks[shift]
+            if blk.kind == "G":
+                if shift not in graphs:
+                    graphs[shift] = self.graph(x, shift)
+                adj = graphs[shift]
+            y = blk(y, shift, mask, adj)
+        y = self.conv(y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return y + x
+
+    def flops(self, h: int, w: int) -> int:
+        c = self.cfg.embed_dim
+        return sum(blk.flops(h, w) for blk in self.blocks) + 2 * h * w * 9 * c * c
+
+
+class Upsampler(nn.Module):
+    """Reconstruction head: features (B, C, h, w) -> image (B, 3, s*h, s*w)."""
+
+    def __init__(self, cfg: GVTNetConfig, num_feat: int = 64):
+        super().__init__()
+        self.kind, self.scale, c = cfg.upsampler, cfg.upscale, cfg.embed_dim
+        if self.kind == "pixelshuffle":
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(c, num_feat, 3, padding=1), nn.LeakyReLU())
+            steps = []
+            for _ in range(int(math.log2(self.scale))):
+                steps += [nn.Conv2d(num_feat, 4 * num_feat, 3, padding=1), nn.PixelShuffle(2)]
+            self.upsample = nn.Sequential(*steps)
+            self.conv_last = nn.Conv2d(num_feat, 3, 3, padding=1)
+        else:
+            self.upsample = nn.Sequential(nn.Conv2d(c, 3 * self.scale**2, 3, padding=1), nn.PixelShuffle(self.scale))
+
+    def forward(self, x):
+        if self.kind == "pixelshuffle":
+            return self.conv_last(self.upsample(self.conv_before_upsample(x)))
+        return self.upsample(x)
+
+    def flops(self, h: int, w: int) -> int:
+        total = 0
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                total += 2 * h * w * m.in_channels * m.out_channels * 9
+                if m.out_channels == 4 * m.in_channels and self.kind == "pixelshuffle":
+                    h, w = 2 * h, 2 * w  # the shuffle after this conv doubles the resolution
+        return total
+
+
+class GVTNet(nn.Module):
+    """Image in [0, 1], (B, 3, h, w) of any size -> (B, 3, s*h, s*w). Inputs are mirror-padded to a multiple
+    of the window size (and of its grid, for strided windows) and the output cropped back, as in SwinIR."""
+
+    def __init__(self, cfg: GVTNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        c = cfg.embed_dim
+        self.register_buffer("mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
+        self.conv_first = nn.Conv2d(3, c, 3, padding=1)
+        self.embed_norm = nn.LayerNorm(c)
+        dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
+        starts = [sum(cfg.depths[:g]) for g in range(len(cfg.depths))]
+        self.layers = nn.ModuleList(
+            Group(cfg, g, dpr[s : s + d]) for g, (s, d) in enumerate(zip(starts, cfg.depths))
+        )
+        self.norm = nn.LayerNorm(c)
+        self.conv_after_body = nn.Conv2d(c, c, 3, padding=1)
+        self.upsampler = Upsampler(cfg)
+        self.apply(self._init_weights)
+        if cfg.bicubic_skip:  # start as plain bicubic and learn the residual from there
+            last = [m for m in self.upsampler.modules() if isinstance(m, nn.Conv2d)][-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def padded_size(self, h: int, w: int) -> tuple[int, int]:
+        ws = self.cfg.window_size
+        return -(-h // ws) * ws, -(-w // ws) * ws
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) shallow features -> deep features of the same shape."""
+        y = self.embed_norm(x.permute(0, 2, 3, 1))
+        for layer in self.layers:
+            y = layer(y)
+        return self.norm(y).permute(0, 3, 1, 2)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        h, w = img.shape[-2:]
+        ph, pw = self.padded_size(h, w)
+        x = img - self.mean
+        if (ph, pw) != (h, w):
+            # mirror padding needs a border smaller than the image; tiny inputs repeat their edge instead
+            mode = "reflect" if ph - h < h and pw - w < w else "replicate"
+            x = F.pad(x, (0, pw - w, 0, ph - h), mode=mode)
+        x = self.conv_first(x)
+        x = self.conv_after_body(self.forward_features(x)) + x
+        out = self.upsampler(x)[..., : h * self.cfg.upscale, : w * self.cfg.upscale]
+        if self.cfg.bicubic_skip:
+            return out + F.interpolate(img, scale_factor=self.cfg.upscale, mode="bicubic", align_corners=False)
+        return out + self.mean
+
+    def flops(self, h: int, w: int) -> int:
+        """FLOPs of one forward pass on an h x w input (after padding to the window grid)."""
+        h, w = self.padded_size(h, w)
+        c = self.cfg.embed_dim
+        convs = 2 * h * w * 9 * (3 * c + c * c)  # conv_first, conv_after_body
+        return convs + sum(g.flops(h, w) for g in self.layers) + self.upsampler.flops(h, w)

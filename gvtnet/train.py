@@ -1,0 +1,224 @@
+"""Train a preset on a folder of faces: `python -m gvtnet.train --preset light-x4 --data FACES --out RUN`.
+
+Adam (0.9, 0.99), L1 loss, EMA of the weights, cosine learning rate, gradient accumulation, bf16
+autocast on CUDA, seeded. Checkpoints are written atomically and hold everything needed for `--resume`
+to continue exactly where an interrupted run stopped. Runs single-process or under `torchrun` (DDP;
+gloo on CPU, nccl on CUDA). The EMA weights are exported to RUN/model.safetensors.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from .data import FacePairs, image_files, split_files
+from .evaluate import evaluate_pairs
+from .presets import build_model
+from .weights import save_model
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="JSON file of defaults for any of these options")
+    p.add_argument("--preset", default="light-x4")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a model config field, e.g. --set threshold=0.75 (repeatable)")
+    p.add_argument("--data", default="../shared/data/faces-train", help="folder of HR faces")
+    p.add_argument("--out", required=False, help="run folder (checkpoint, log, model)")
+    p.add_argument("--steps", type=int, default=10_000, help="optimizer steps in the whole run")
+    p.add_argument("--batch", type=int, default=16, help="faces per step (over all processes)")
+    p.add_argument("--accum", type=int, default=1, help="micro-batches per step (gradient accumulation)")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--min-lr", type=float, default=1e-6)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--val-count", type=int, default=200, help="faces held out for validation")
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--ckpt-every", type=int, default=200)
+    p.add_argument("--max-minutes", type=float, default=0, help="stop (resumably) after this long; 0 = no limit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    if args.config:
+        defaults = json.loads(Path(args.config).read_text())
+        p.set_defaults(**{k.replace("-", "_"): v for k, v in defaults.items()})
+        args = p.parse_args(argv)
+    if not args.out:
+        p.error("--out is required")
+    if args.batch % args.accum:
+        p.error("--batch must be a multiple of --accum")
+    return args
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """'threshold=0.75' -> {'threshold': 0.75}; values are read as JSON where they parse, else strings."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not _:
+            raise SystemExit(f"--set expects FIELD=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = float(value) if value in ("inf", "-inf") else value
+        if isinstance(out[key], list):
+            out[key] = tuple(out[key])
+    return out
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(args: argparse.Namespace) -> Path:
+    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
+    if distributed:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.batch % (world * args.accum):
+        raise SystemExit("--batch must be a multiple of processes x --accum")
+    micro = args.batch // world // args.accum
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path, ckpt_path = out / "log.jsonl", out / CHECKPOINT
+
+    torch.manual_seed(args.seed)
+    model = build_model(args.preset, **parse_overrides(args.set)).to(device)
+    scale = model.cfg.upscale
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.min_lr)
+    gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
+    step = 0
+    if args.resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        gen.set_state(ckpt["generators"][rank])
+        torch.set_rng_state(ckpt["torch_rng"][rank])
+        step = ckpt["step"]
+    elif args.resume:
+        print(f"no checkpoint in {out}; starting afresh")
+
+    train_files, val_files = split_files(image_files(args.data), args.val_count)
+    data = FacePairs.from_files(train_files, scale, progress=rank == 0 and not args.no_progress)
+    val = FacePairs.from_files(val_files, scale, progress=False) if val_files and rank == 0 else None
+    if rank == 0:
+        print(f"{args.preset}: {sum(p.numel() for p in model.parameters()):,} parameters; "
+              f"{len(data)} training faces ({data.skipped} unreadable skipped), "
+              f"{len(val) if val else 0} validation")
+
+    net = DistributedDataParallel(model) if distributed else model
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else contextlib.nullcontext())
+
+    stop = {"signal": None}
+    previous = {s: signal.signal(s, lambda n, f: stop.update(signal=n)) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def gather(t):  # every rank's RNG state, so that a resume restores each one
+        if not distributed:
+            return [t]
+        parts = [torch.empty_like(t) for _ in range(world)]
+        dist.all_gather_object(parts, t)
+        return parts
+
+    def checkpoint():
+        gens, rngs = gather(gen.get_state()), gather(torch.get_rng_state())
+        if rank == 0:
+            _atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict(), "generators": gens, "torch_rng": rngs,
+                          "step": step, "args": vars(args)}, ckpt_path)
+
+    deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else math.inf
+    bar = tqdm(total=args.steps, initial=step, desc=args.preset, disable=rank != 0 or args.no_progress)
+    log = open(log_path, "a") if rank == 0 else None
+    model.train()
+    t0, faces = time.perf_counter(), 0
+    try:
+        while step < args.steps:
+            opt.zero_grad(set_to_none=True)
+            total = 0.0
+            for i in range(args.accum):
+                lr_img, hr_img = data.sample(micro, gen)
+                lr_img, hr_img = lr_img.to(device), hr_img.to(device)
+                sync = net.no_sync() if distributed and i < args.accum - 1 else contextlib.nullcontext()
+                with sync, autocast:
+                    loss = torch.nn.functional.l1_loss(net(lr_img).float(), hr_img) / args.accum
+                loss.backward()
+                total += loss.item()
+            opt.step()
+            sched.step()
+            ema.update_parameters(model)
+            step += 1
+            faces += args.batch
+            bar.update(1)
+            if log and (step % 20 == 0 or step == args.steps):
+                rate = faces / (time.perf_counter() - t0)
+                bar.set_postfix(loss=f"{total:.4f}", faces_per_s=f"{rate:.1f}")
+                log.write(json.dumps({"step": step, "loss": total, "lr": sched.get_last_lr()[0],
+                                      "faces_per_s": rate, "time": time.time()}) + "\n")
+                log.flush()
+            if val is not None and (step % args.val_every == 0 or step == args.steps):
+                metrics = evaluate_pairs(ema.module, val, crop=scale)
+                model.train()
+                log.write(json.dumps({"step": step, **{f"val_{k}": v for k, v in metrics.items()}}) + "\n")
+                log.flush()
+                bar.write(f"step {step}: val Y-PSNR {metrics['psnr_y']:.2f} dB, SSIM {metrics['ssim_y']:.4f}")
+            if step % args.ckpt_every == 0 or step == args.steps:
+                checkpoint()
+            halt = stop["signal"] is not None or time.monotonic() > deadline
+            if distributed:  # every rank must agree to stop at the same step
+                flag = torch.tensor([float(halt)])
+                dist.all_reduce(flag)
+                halt = flag.item() > 0
+            if halt and step < args.steps:
+                checkpoint()
+                raise Interrupted
+    except Interrupted:
+        if rank == 0:
+            bar.write(f"stopped at step {step}; continue with --resume")
+    finally:
+        bar.close()
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if log:
+            log.close()
+    if rank == 0 and step >= args.steps:
+        save_model(ema.module.cpu(), out / "model.safetensors")
+    if distributed:
+        dist.barrier()
+        dist.destroy_process_group()
+    return out / "model.safetensors"
+
+
+def main(argv=None):
+    train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
