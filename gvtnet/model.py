@@ -11,7 +11,7 @@ matmuls (not norms or activations), as SwinIR does.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
 import torch
@@ -284,6 +284,8 @@ class Block(nn.Module):
         if shift:
             y = torch.roll(y, (-shift, -shift), dims=(1, 2))
         y = self.attn(y, mask, adj)
+        if self.attn.record:
+            self.attn.record[-1]["shift"] = shift
         if shift:
             y = torch.roll(y, (shift, shift), dims=(1, 2))
         x = x + self.drop_path(y)
@@ -313,7 +315,8 @@ class Group(nn.Module):
         z = node_features(x.detach(), cfg.num_heads, cfg.window_size)
         adj, dist = adjacency(z, cfg.threshold, cfg.minkowski_p, cfg.neighbour_rule, cfg.distance_basis)
         if self.record is not None:
-            self.record.append({"shift": shift, "node_features": z, "distance": dist, "adjacency": adj})
+            self.record.append({"shift": shift, "size": tuple(x.shape[1:3]), "node_features": z,
+                                "distance": dist, "adjacency": adj})
         return adj + torch.eye(adj.shape[-1], dtype=adj.dtype, device=adj.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -407,6 +410,19 @@ class GVTNet(nn.Module):
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+    # Config fields that change what the network computes but not its weights.
+    GRAPH_FIELDS = ("threshold", "minkowski_p", "neighbour_rule", "distance_basis", "adjacency_mode",
+                    "graph_qk_scale")
+
+    def variant(self, **changes) -> "GVTNet":
+        """The same weights (shared, not copied) under other graph settings, e.g. a new threshold. The
+        original is untouched, so concurrent users of one model can each try their own."""
+        if set(changes) - set(self.GRAPH_FIELDS):
+            raise ValueError(f"only {self.GRAPH_FIELDS} can change without retraining")
+        other = GVTNet(replace(self.cfg, **changes))
+        other.load_state_dict(self.state_dict(), assign=True)
+        return other.train(self.training)
 
     def padded_size(self, h: int, w: int) -> tuple[int, int]:
         ws = self.cfg.window_size

@@ -1,0 +1,76 @@
+"""Shared test fixtures. Data from ../shared is research-only and never copied into the project: tests
+that need it skip, with the reason, where it is absent (CI checks that it is present)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+FIXTURES = SHARED / "fixtures" / "released-gvtnet"
+FACES_TRAIN = SHARED / "data" / "faces-train"
+CELEBA_TEST = SHARED / "data" / "celeba-test-1000"
+ASSETS = ROOT / "assets"
+
+torch.set_num_threads(2)
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (research data/fixtures live in ../shared beside the project)")
+    return path
+
+
+@pytest.fixture
+def fixtures_dir() -> Path:
+    return need(FIXTURES)
+
+
+@pytest.fixture
+def celeba_test() -> Path:
+    return need(CELEBA_TEST)
+
+
+@pytest.fixture
+def faces_train() -> Path:
+    return need(FACES_TRAIN)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    """skimage's astronaut (Eileen Collins), whole image, RGB."""
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture(scope="session")
+def grace_hopper() -> Image.Image:
+    import matplotlib.cbook
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        return Image.open(f).convert("RGB")
+
+
+def face_crop(img: Image.Image, box: tuple[int, int, int, int], size: int = 128) -> Image.Image:
+    return img.crop(box).resize((size, size), Image.BICUBIC)
+
+
+@pytest.fixture(scope="session")
+def astronaut_face(astronaut) -> Image.Image:
+    """The astronaut's face, 128x128."""
+    return face_crop(astronaut, (150, 20, 330, 200))
+
+
+@pytest.fixture(scope="session")
+def hopper_face(grace_hopper) -> Image.Image:
+    """Grace Hopper's face, 128x128."""
+    return face_crop(grace_hopper, (145, 95, 385, 335))
+
+
+def to_array(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"))
