@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .model import GVTNet, GVTNetConfig
@@ -49,9 +49,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        if path.read_bytes()[:1] == b"{" or path.suffix == ".safetensors" or _is_safetensors(path):
-            from safetensors import safe_open
-
+        if path.suffix == ".safetensors" or _is_safetensors(path):
             with safe_open(path, "pt") as f:
                 meta = f.metadata() or {}
             state = load_file(path)
@@ -72,7 +70,9 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict | None]:
 
 
 def _is_safetensors(path: Path) -> bool:
-    head = path.read_bytes()[:16]
+    """A safetensors file starts with the length of its JSON header, then the header."""
+    with open(path, "rb") as f:
+        head = f.read(9)
     if len(head) < 9:
         return False
     n = int.from_bytes(head[:8], "little")

@@ -1,0 +1,142 @@
+"""The model: exact to the released code, any input size, every ablation switch wired, FLOPs honest."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from torch.utils.flop_counter import FlopCounterMode
+
+import gvtnet
+from gvtnet.model import GVTNetConfig, shift_mask
+from gvtnet.weights import infer_config, released_to_ours
+
+
+def released(fixtures_dir, name):
+    """Our model with the fixture's released weights, and the fixture's inputs/outputs."""
+    state = released_to_ours(load_file(fixtures_dir / f"{name}-weights.safetensors"))
+    model = gvtnet.GVTNet(infer_config(state)).eval()
+    model.load_state_dict(state)
+    return model, load_file(fixtures_dir / f"{name}-io.safetensors")
+
+
+@pytest.mark.parametrize("name", ["tiny-x4", "tiny-x8"])
+def test_matches_released_code(fixtures_dir, name):
+    model, io = released(fixtures_dir, name)
+    configs = json.loads((fixtures_dir / "configs.json").read_text())[name]
+    assert model.cfg.minkowski_p == float(configs["p"]) and model.cfg.threshold == configs["gkk"]
+    with torch.no_grad(), gvtnet.capture(model) as cap:
+        out = model(io["input"])
+    assert (out - io["output"]).abs().max().item() < 1e-5
+    for g, records in enumerate(cap.groups):
+        assert len(records) == 1  # one adjacency per group, shared by its graph blocks
+        assert torch.equal(records[0]["adjacency"], io[f"adjacency_group{g}"].float())
+
+
+def test_fused_path_equals_captured_path(fixtures_dir):
+    model, io = released(fixtures_dir, "tiny-x4")
+    with torch.no_grad():
+        plain = model(io["input"])
+        with gvtnet.capture(model):
+            captured = model(io["input"])
+    assert torch.allclose(plain, captured, atol=1e-6)
+
+
+def test_shift_mask_matches_released_buffer(fixtures_dir):
+    weights = load_file(fixtures_dir / "tiny-x4-weights.safetensors")
+    for g, shift in [(1, 6), (3, 4), (5, 2)]:
+        buf = weights[f"layers.{g}.residual_group.blocks.0.attn.attn_mask"]
+        assert torch.equal(shift_mask(32, 32, 8, shift), buf)
+    assert not any(k.startswith("layers.0.") and k.endswith("attn_mask") for k in weights)
+
+
+@pytest.mark.parametrize("preset,count", [("official-x4", 12_029_799), ("official-x8", 12_177_511),
+                                          ("swinir-x4", 11_900_199), ("swinir-x8", 12_047_911)])
+def test_parameter_counts(preset, count):
+    model = gvtnet.build_model(preset)
+    assert sum(p.numel() for p in model.parameters()) == count
+
+
+@pytest.mark.parametrize("preset", ["light-x4", "light-x8", "swinir-light-x4", "swinir-light-x8"])
+def test_light_presets_are_light(preset):
+    assert sum(p.numel() for p in gvtnet.build_model(preset).parameters()) < 1_000_000
+
+
+def perturbed(preset, std=0.05, **kw):
+    """A model whose every weight is random (light presets start as plain bicubic otherwise)."""
+    torch.manual_seed(0)
+    model = gvtnet.build_model(preset, **kw).eval()
+    for p in model.parameters():
+        p.data.normal_(0, std)
+    return model
+
+
+@pytest.mark.parametrize("preset", ["light-x4", "swinir-light-x8"])
+def test_any_input_size_equals_padding_by_hand(preset):
+    model = perturbed(preset, bicubic_skip=False)  # the skip upsamples the unpadded input, by design
+    s = model.cfg.upscale
+    x = torch.rand(1, 3, 13, 21)
+    with torch.no_grad():
+        out = model(x)
+        padded = F.pad(x - model.mean, (0, 3, 0, 3), mode="reflect") + model.mean
+        by_hand = model(padded)[..., : 13 * s, : 21 * s]
+    assert out.shape == (1, 3, 13 * s, 21 * s)  # no mirrored border left
+    assert torch.allclose(out, by_hand, atol=1e-5)
+
+
+def test_tiny_input_is_padded_without_error():
+    with torch.no_grad():
+        assert perturbed("light-x4")(torch.rand(1, 3, 3, 5)).shape == (1, 3, 12, 20)
+
+
+ABLATIONS = [dict(block_pattern="G"), dict(block_pattern="S"), dict(dwconv=False), dict(minkowski_p=1.0),
+             dict(minkowski_p=float("inf")), dict(threshold=0.6), dict(neighbour_rule="paper"),
+             dict(distance_basis="features"), dict(adjacency_mode="mask"), dict(graph_qk_scale=True),
+             dict(window_layout="contiguous"), dict(shift_rule="alternate")]
+
+
+@pytest.mark.parametrize("change", ABLATIONS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_every_ablation_switch_changes_the_computation(change):
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        # weights large enough that attention is far from uniform, so every switch shows
+        base = perturbed("light-x8", std=0.2, minkowski_p=2.0)(x)
+        other = perturbed("light-x8", std=0.2, **{"minkowski_p": 2.0, **change})(x)
+    assert other.shape == base.shape and torch.isfinite(other).all()
+    assert not torch.allclose(base, other, atol=1e-6)
+
+
+def test_variant_shares_weights_and_leaves_the_original_alone():
+    model = perturbed("light-x8")
+    x = torch.rand(1, 3, 16, 16)
+    other = model.variant(threshold=0.3, minkowski_p=1.0)
+    assert model.cfg.threshold == 0.85 and other.cfg.threshold == 0.3
+    assert other.conv_first.weight.data_ptr() == model.conv_first.weight.data_ptr()
+    with torch.no_grad():
+        assert not torch.allclose(model(x), other(x))
+        assert torch.allclose(model(x), model.variant(threshold=0.85)(x))
+    with pytest.raises(ValueError):
+        model.variant(embed_dim=64)
+
+
+def test_invalid_configs_are_refused():
+    with pytest.raises(ValueError):
+        GVTNetConfig(embed_dim=50, num_heads=6)
+    with pytest.raises(ValueError):
+        GVTNetConfig(block_pattern="SX")
+    with pytest.raises(ValueError):
+        GVTNetConfig(upscale=3)
+    with pytest.raises(ValueError):
+        GVTNetConfig.from_dict({"embed_dim": 60, "gkk": 0.8})
+
+
+@pytest.mark.parametrize("preset,size", [("light-x4", 32), ("swinir-light-x8", 16), ("official-x8", 16)])
+def test_flops_report_matches_torch_flop_counter(preset, size):
+    """Each module's own FLOPs add up to what torch counts for the matmuls and convolutions."""
+    model = gvtnet.build_model(preset).eval()
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.rand(1, 3, size, size))
+    assert model.flops(size, size) == pytest.approx(counter.get_total_flops(), rel=0.01)

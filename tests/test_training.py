@@ -1,0 +1,176 @@
+"""Data, training and evaluation on real faces."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio
+
+import gvtnet
+from gvtnet.data import FacePairs, image_files, split_files
+from gvtnet.evaluate import evaluate_pairs
+from tests.conftest import ASSETS, ROOT, need
+
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture
+def few_faces(faces_train, tmp_path):
+    """A folder of 40 real training faces plus one unreadable file."""
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for f in image_files(faces_train)[:40]:
+        shutil.copy(f, folder / f.name)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    return folder
+
+
+def test_degradation_is_pil_bicubic(few_faces):
+    files = image_files(few_faces)
+    pairs = FacePairs.from_files(files, scale=4, progress=False)
+    assert pairs.skipped == 1 and len(pairs) == 40
+    hr = Image.open(files[0]).convert("RGB")
+    assert hr.size == (128, 128)
+    expected = np.asarray(hr.resize((32, 32), Image.BICUBIC))
+    assert np.array_equal(pairs.lr[0].permute(1, 2, 0).numpy(), expected)
+    assert np.array_equal(pairs.hr[0].permute(1, 2, 0).numpy(), np.asarray(hr))
+
+
+def test_faces_of_any_size_are_centre_cropped(tmp_path):
+    Image.new("RGB", (300, 200), (200, 10, 10)).save(tmp_path / "wide.png")
+    pairs = FacePairs.from_files(image_files(tmp_path), scale=8, progress=False)
+    assert pairs.hr.shape == (1, 3, 128, 128) and pairs.lr.shape == (1, 3, 16, 16)
+
+
+def test_split_is_deterministic_and_disjoint(few_faces):
+    files = image_files(few_faces)
+    train, val = split_files(files, 10)
+    assert (train, val) == split_files(files, 10)
+    assert len(val) == 10 and not set(train) & set(val) and len(train) + len(val) == len(files)
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="holds no images"):
+        image_files(tmp_path)
+
+
+def test_augmentation_keeps_pairs_aligned(few_faces):
+    pairs = FacePairs.from_files(image_files(few_faces), scale=4, progress=False)
+    lr, hr = pairs.sample(32, torch.Generator().manual_seed(0))
+    down = torch.nn.functional.avg_pool2d(hr, 4)
+    # an aligned pair's LR is close to the block mean of its HR; a misaligned one is not
+    assert (down - lr).abs().mean() < 0.03
+
+
+def run_train(args, **kw):
+    return subprocess.run([sys.executable, "-m", "gvtnet.train", "--no-progress", "--threads", "1", *args],
+                          env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_a_few_steps_lower_the_loss(few_faces, tmp_path):
+    torch.manual_seed(0)
+    pairs = FacePairs.from_files(image_files(few_faces), scale=8, progress=False)
+    model = gvtnet.build_model("light-x8")
+    opt = torch.optim.Adam(model.parameters(), 3e-4)
+    gen = torch.Generator().manual_seed(0)
+    fixed_lr, fixed_hr = pairs.sample(16, torch.Generator().manual_seed(1), augment=False)
+
+    def loss():
+        with torch.no_grad():
+            return torch.nn.functional.l1_loss(model(fixed_lr), fixed_hr).item()
+
+    before = loss()
+    for _ in range(40):
+        lr, hr = pairs.sample(8, gen)
+        opt.zero_grad()
+        torch.nn.functional.l1_loss(model(lr), hr).backward()
+        opt.step()
+    assert loss() < 0.97 * before  # from plain bicubic (light presets start there)
+
+
+def test_resume_after_kill_gives_the_same_weights(few_faces, tmp_path):
+    common = ["--preset", "light-x8", "--data", str(few_faces), "--steps", "8", "--batch", "4",
+              "--val-count", "8", "--val-every", "4", "--ckpt-every", "2", "--seed", "3"]
+    whole = run_train([*common, "--out", str(tmp_path / "whole")])
+    assert whole.returncode == 0, whole.stderr
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "gvtnet.train", "--no-progress", "--threads", "1", *common,
+                             "--out", str(out)], env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    step = torch.load(out / "checkpoint.pt", weights_only=True)["step"]
+    assert step < 8 and not (out / "model.safetensors").exists()
+    resumed = run_train([*common, "--out", str(out), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = load_file(tmp_path / "whole" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any("val_psnr_y" in r for r in logged)
+
+
+def test_sigterm_stops_resumably(few_faces, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "gvtnet.train", "--no-progress", "--threads", "1",
+                             "--preset", "light-x8", "--data", str(few_faces), "--steps", "100000", "--batch", "2",
+                             "--val-count", "4", "--ckpt-every", "100000", "--out", str(out)],
+                            env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not (out / "log.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "continue with --resume" in output
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] > 0
+
+
+def test_ddp_on_two_gloo_processes(few_faces, tmp_path):
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "gvtnet.train", "--no-progress", "--threads", "1", "--preset", "light-x8", "--data", str(few_faces),
+         "--steps", "3", "--batch", "4", "--val-count", "4", "--out", str(out)],
+        env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert ckpt["step"] == 3 and len(ckpt["generators"]) == 2  # each rank's sampler state
+    assert not torch.equal(ckpt["generators"][0], ckpt["generators"][1])
+    gvtnet.load_model(out / "model.safetensors")
+
+
+def test_bicubic_row_equals_direct_scikit_image(celeba_test):
+    files = image_files(celeba_test)[:12]
+    pairs = FacePairs.from_files(files, scale=4, progress=False)
+    ours = evaluate_pairs(None, pairs)
+    direct = []
+    for f in files:
+        hr = Image.open(f).convert("RGB")
+        up = hr.resize((32, 32), Image.BICUBIC).resize((128, 128), Image.BICUBIC)
+        y = [rgb2ycbcr(np.asarray(im))[..., 0] for im in (hr, up)]
+        direct.append(peak_signal_noise_ratio(y[0], y[1], data_range=255))
+    assert ours["psnr_y"] == pytest.approx(np.mean(direct), abs=1e-9)
+
+
+@pytest.mark.parametrize("name,scale", [("gvtnet-light-x4", 4), ("gvtnet-light-x8", 8),
+                                        ("swinir-light-x4", 4), ("swinir-light-x8", 8)])
+def test_shipped_weights_beat_bicubic(celeba_test, name, scale):
+    model = gvtnet.load_model(need(ASSETS / f"{name}.safetensors"))
+    assert model.cfg.upscale == scale
+    pairs = FacePairs.from_files(image_files(celeba_test)[:24], scale=scale, progress=False)
+    assert evaluate_pairs(model, pairs)["psnr_y"] > evaluate_pairs(None, pairs)["psnr_y"] + 0.5
