@@ -97,29 +97,34 @@ class GVTNetConfig:
 # Window geometry
 
 
-def partition(x: torch.Tensor, ws: int, layout: str) -> torch.Tensor:
-    """(B, H, W, C) -> (B, nW, ws*ws, C) windows. Window k and token t:
-    contiguous: window (k // (W/ws), k % (W/ws)) of ws x ws neighbouring pixels, token t row-major in it;
-    strided: token t = (j, i) is grid block (j, i) of (H/ws) x (W/ws) pixels, window k = (h, w) the pixel
-    at offset (h, w) inside every block."""
+def to_windows(x: torch.Tensor, ws: int, layout: str, heads: int, parts: int = 1) -> torch.Tensor:
+    """(B, H, W, parts*C) -> (parts, B, nW, heads, ws*ws, C/heads), contiguous, in a single copy; the
+    channels of each part are `heads` consecutive blocks.
+
+    'contiguous' (Swin): window k = (k // (W/ws), k % (W/ws)) holds ws x ws neighbouring pixels, token t
+    row-major inside it. 'strided' (released): token t = (j, i) is grid block (j, i) of (H/ws) x (W/ws)
+    pixels, and window k = (h, w) takes the pixel at offset (h, w) inside every block.
+    """
     b, h, w, c = x.shape
-    if layout == "contiguous":
-        x = x.view(b, h // ws, ws, w // ws, ws, c).permute(0, 1, 3, 2, 4, 5)
+    d = c // parts // heads
+    if layout == "strided":
+        x = x.view(b, ws, h // ws, ws, w // ws, parts, heads, d).permute(5, 0, 2, 4, 6, 1, 3, 7)
     else:
-        x = x.view(b, ws, h // ws, ws, w // ws, c).permute(0, 2, 4, 1, 3, 5)
-    return x.reshape(b, (h // ws) * (w // ws), ws * ws, c)
+        x = x.view(b, h // ws, ws, w // ws, ws, parts, heads, d).permute(5, 0, 1, 3, 6, 2, 4, 7)
+    return x.reshape(parts, b, (h // ws) * (w // ws), heads, ws * ws, d)
 
 
-def unpartition(x: torch.Tensor, h: int, w: int, layout: str) -> torch.Tensor:
-    """Inverse of `partition`: (B, nW, ws*ws, C) -> (B, H, W, C)."""
-    b, _, n, c = x.shape
+def from_windows(x: torch.Tensor, h: int, w: int, layout: str) -> torch.Tensor:
+    """Inverse of `to_windows` for one part: (B, nW, heads, ws*ws, d) -> (B, H, W, C). 'strided' returns
+    the released code's channel order, heads interleaved (channel j*heads + head)."""
+    b, _, heads, n, d = x.shape
     ws = math.isqrt(n)
-    x = x.view(b, h // ws, w // ws, ws, ws, c)
-    if layout == "contiguous":
-        x = x.permute(0, 1, 3, 2, 4, 5)
+    x = x.view(b, h // ws, w // ws, heads, ws, ws, d)
+    if layout == "strided":
+        x = x.permute(0, 4, 1, 5, 2, 6, 3)
     else:
-        x = x.permute(0, 3, 1, 4, 2, 5)
-    return x.reshape(b, h, w, c)
+        x = x.permute(0, 1, 4, 2, 5, 3, 6)
+    return x.reshape(b, h, w, heads * d)
 
 
 def shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
@@ -130,7 +135,7 @@ def shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     cuts = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
     for n, (rows, cols) in enumerate((r, c) for r in cuts for c in cuts):
         labels[rows, cols] = n
-    windows = partition(labels.view(1, h, w, 1), ws, "contiguous").view(-1, ws * ws)
+    windows = to_windows(labels.view(1, h, w, 1), ws, "contiguous", heads=1)[0, 0, :, 0, :, 0]
     diff = windows.unsqueeze(1) - windows.unsqueeze(2)
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
@@ -147,16 +152,20 @@ def relative_position_index(ws: int) -> torch.Tensor:
 
 
 class SeparableConv(nn.Module):
-    """Depthwise 3x3 conv then pointwise (1x1) conv, on (B, H, W, C) maps."""
+    """Depthwise 3x3 conv then pointwise (1x1) conv, on (B, H, W, C) maps. `out_order` writes the output
+    channels in another order (out[..., k] = conv(x)[..., order[k]]) by permuting the weight rows, far
+    cheaper than permuting the activations."""
 
     def __init__(self, dim: int, out_dim: int):
         super().__init__()
         self.depthwise = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.pointwise = nn.Conv2d(dim, out_dim, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.depthwise(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return F.linear(x, self.pointwise.weight.flatten(1), self.pointwise.bias)
+    def forward(self, x: torch.Tensor, out_order=None) -> torch.Tensor:
+        w, b = self.pointwise.weight.flatten(1), self.pointwise.bias
+        if out_order is not None:
+            w, b = w[out_order], b[out_order]
+        return F.linear(self.depthwise(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1), w, b)
 
     def flops(self, h: int, w: int) -> int:
         c, o = self.pointwise.in_channels, self.pointwise.out_channels
@@ -164,7 +173,13 @@ class SeparableConv(nn.Module):
 
 
 class Projection(nn.Linear):
-    """A Linear layer on (B, H, W, C) maps (Swin's q/k/v and output projection)."""
+    """A Linear layer on (B, H, W, C) maps (Swin's q/k/v and output projection); `out_order` as above."""
+
+    def forward(self, x: torch.Tensor, out_order=None) -> torch.Tensor:
+        w, b = self.weight, self.bias
+        if out_order is not None:
+            w, b = w[out_order], b[out_order]
+        return F.linear(x, w, b)
 
     def flops(self, h: int, w: int) -> int:
         return 2 * h * w * self.in_features * self.out_features
@@ -192,21 +207,14 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, cfg.num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(ws), persistent=False)
-        self.record: list | None = None  # set by `capture` to collect attention maps
-
-    def split_heads(self, qkv: torch.Tensor) -> torch.Tensor:
-        """(B, nW, n, 3C) -> (3, B, nW, heads, n, d); released heads interleave, Swin's are blocks."""
-        b, nw, n, c3 = qkv.shape
-        d = c3 // 3 // self.num_heads
+        # The released code's heads are interleaved channels (head = c % heads); attention wants each
+        # head's channels together, so q/k/v are produced in head-major order.
+        order = None
         if self.layout == "strided":
-            return qkv.view(b, nw, n, 3, d, self.num_heads).permute(3, 0, 1, 5, 2, 4)
-        return qkv.view(b, nw, n, 3, self.num_heads, d).permute(3, 0, 1, 4, 2, 5)
-
-    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, nW, heads, n, d) -> (B, nW, n, C), the inverse of `split_heads` for one of q/k/v."""
-        b, nw, heads, n, d = x.shape
-        x = x.permute(0, 1, 3, 4, 2) if self.layout == "strided" else x.permute(0, 1, 3, 2, 4)
-        return x.reshape(b, nw, n, heads * d)
+            heads_first = torch.arange(dim).view(head_dim, cfg.num_heads).t().reshape(-1)
+            order = torch.cat([heads_first + p * dim for p in range(3)])
+        self.register_buffer("qkv_order", order, persistent=False)
+        self.record: list | None = None  # set by `capture` to collect attention maps
 
     def bias(self) -> torch.Tensor:
         n = self.window_size**2
@@ -217,24 +225,18 @@ class WindowAttention(nn.Module):
         """mask: (nW, n, n) additive shift mask or None ('S'); adj: (B, heads, n, n) adjacency with
         self-loops ('G')."""
         b, h, w, c = x.shape
-        q, k, v = self.split_heads(partition(self.qkv(x), self.window_size, self.layout))
-        bias = self.bias()
+        qkv = self.qkv(x, out_order=self.qkv_order)
+        q, k, v = to_windows(qkv, self.window_size, self.layout, self.num_heads, parts=3)
+        scores = (q * self.scale) @ k.transpose(-2, -1) + self.bias()
         if self.kind == "S" and mask is not None:
-            bias = bias + mask.unsqueeze(1)  # (nW, heads, n, n)
+            scores = scores + mask.unsqueeze(1)  # (nW, 1, n, n): one mask per window
         if self.kind == "G" and self.adjacency_mode == "mask":
-            bias = bias + torch.zeros_like(adj).masked_fill(adj == 0, float("-inf")).unsqueeze(1)
-        if self.kind == "G" and self.adjacency_mode == "post_softmax" or self.record is not None:
-            attn = torch.softmax((q * self.scale) @ k.transpose(-2, -1) + bias, dim=-1)
-            if self.kind == "G" and self.adjacency_mode == "post_softmax":
-                attn_graph = attn * adj.unsqueeze(1)
-            else:
-                attn_graph = attn
-            if self.record is not None:
-                self.record.append({"attention": attn.detach(), "attention_graph": attn_graph.detach()})
-            out = attn_graph @ v
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        return self.proj(unpartition(self.merge_heads(out), h, w, self.layout))
+            scores = scores.masked_fill(adj.unsqueeze(1) == 0, float("-inf"))
+        attn = torch.softmax(scores, dim=-1)
+        attn_graph = attn * adj.unsqueeze(1) if self.kind == "G" and self.adjacency_mode == "post_softmax" else attn
+        if self.record is not None:
+            self.record.append({"attention": attn.detach(), "attention_graph": attn_graph.detach()})
+        return self.proj(from_windows(attn_graph @ v, h, w, self.layout))
 
     def flops(self, h: int, w: int) -> int:
         attn = 2 * 2 * h * w * self.window_size**2 * self.dim  # q k^T and attn v
@@ -400,6 +402,9 @@ class GVTNet(nn.Module):
             last = [m for m in self.upsampler.modules() if isinstance(m, nn.Conv2d)][-1]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
+        # Features are kept channels-last (they are (B, H, W, C) tensors between convs); conv weights in
+        # the same format spare oneDNN a weight reorder on every call.
+        self.to(memory_format=torch.channels_last)
 
     @staticmethod
     def _init_weights(m):
@@ -443,7 +448,7 @@ class GVTNet(nn.Module):
             # mirror padding needs a border smaller than the image; tiny inputs repeat their edge instead
             mode = "reflect" if ph - h < h and pw - w < w else "replicate"
             x = F.pad(x, (0, pw - w, 0, ph - h), mode=mode)
-        x = self.conv_first(x)
+        x = self.conv_first(x.contiguous(memory_format=torch.channels_last))
         x = self.conv_after_body(self.forward_features(x)) + x
         out = self.upsampler(x)[..., : h * self.cfg.upscale, : w * self.cfg.upscale]
         if self.cfg.bicubic_skip:
