@@ -2,6 +2,7 @@
 that need it skip, with the reason, where it is absent (CI checks that it is present)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,12 @@ torch.set_num_threads(2)
 
 
 def need(path: Path) -> Path:
+    """The path, or a skip with the reason; in CI (CI set) a missing path is a failure, not a skip."""
     if not path.exists():
-        pytest.skip(f"{path} is absent (research data/fixtures live in ../shared beside the project)")
+        reason = f"{path} is absent (research data/fixtures live in ../shared beside the project)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     return path
 
 

@@ -1,0 +1,121 @@
+"""Speed of every preset on this machine, and of the released code side by side.
+
+    python benchmarks/bench_models.py                       # all presets
+    python benchmarks/bench_models.py --released PATH/basicsr/archs/GVTNet_arch.py
+
+Per preset: parameters, GFLOPs of one forward pass (the modules' own `flops`), forward time per face
+(batch 1) and forward+backward time per face (a training step on a batch, divided by its size), with the
+achieved GFLOP/s. With --released, the released implementation and ours run alternately on the same
+input, and the ratio is taken pair by pair (robust to a machine whose speed drifts). Times are medians
+with the interquartile range.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from datetime import date
+
+import torch
+
+from gvtnet import PRESETS, build_model
+from gvtnet.weights import infer_config, released_to_ours
+
+
+def lr_size(preset: str) -> int:
+    return 32 if preset.endswith("x4") else 16
+
+
+def timed(fn, repeats: int) -> list[float]:
+    fn()  # warm-up: allocator, oneDNN primitive caches
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def summary(times: list[float], scale: float = 1e3) -> str:
+    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
+    return f"{statistics.median(times) * scale:.1f} ({q[0] * scale:.1f}-{q[2] * scale:.1f})"
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a = torch.rand(n, n)
+    return 2 * n**3 / statistics.median(timed(lambda: a @ a, repeats)) / 1e9
+
+
+def bench_preset(preset: str, repeats: int, batch: int) -> dict:
+    torch.manual_seed(0)
+    model = build_model(preset)
+    s = lr_size(preset)
+    x = torch.rand(1, 3, s, s)
+    model.eval()
+    with torch.inference_mode():
+        fwd = timed(lambda: model(x), repeats)
+    model.train()
+    xb, yb = torch.rand(batch, 3, s, s), torch.rand(batch, 3, 128, 128)
+    opt = torch.optim.Adam(model.parameters(), 1e-4)
+
+    def step():
+        opt.zero_grad()
+        torch.nn.functional.l1_loss(model(xb), yb).backward()
+        opt.step()
+
+    train = [t / batch for t in timed(step, max(2, repeats // 4))]
+    flops = model.flops(s, s)
+    return {"preset": preset, "params": sum(p.numel() for p in model.parameters()), "gflops": flops / 1e9,
+            "forward": fwd, "train": train, "gflops_per_s": flops / statistics.median(fwd) / 1e9}
+
+
+def bench_released(arch_file: str, upscale: int, repeats: int) -> dict:
+    from benchmarks.released import build_released
+
+    torch.manual_seed(0)
+    released = build_released(arch_file, upscale)
+    state = released_to_ours(released.state_dict())
+    ours = type(build_model("official-x4"))(infer_config(state)).eval()
+    ours.load_state_dict(state)
+    x = torch.rand(1, 3, 32 // (upscale // 4), 32 // (upscale // 4))
+    with torch.inference_mode():
+        diff = (released(x) - ours(x)).abs().max().item()
+        t_rel, t_ours = [], []
+        for _ in range(repeats):
+            t_rel += timed(lambda: released(x), 1)
+            t_ours += timed(lambda: ours(x), 1)
+    return {"upscale": upscale, "released": t_rel, "ours": t_ours, "max_abs_diff": diff,
+            "ratios": [a / b for a, b in zip(t_rel, t_ours)], "gflops": ours.flops(*x.shape[-2:]) / 1e9}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", nargs="*", default=list(PRESETS))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--batch", type=int, default=16, help="faces per training step")
+    p.add_argument("--released", help="path to basicsr/archs/GVTNet_arch.py of a checkout of the released code")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{date.today()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} threads; fp32 2048^3 matmul: {matmul_gflops():.0f} GFLOP/s\n")
+    if args.released:
+        print("| scale | released ms | ours ms | speed-up (released/ours, per pair) | GFLOPs | max abs diff |")
+        print("|---|---|---|---|---|---|")
+        for upscale in (8, 4):
+            r = bench_released(args.released, upscale, args.repeats)
+            print(f"| x{upscale} | {summary(r['released'])} | {summary(r['ours'])} | "
+                  f"{summary(r['ratios'], 1)} | {r['gflops']:.2f} | {r['max_abs_diff']:.1e} |", flush=True)
+        print()
+    if args.presets:
+        print(f"| preset | params | GFLOPs/face | forward ms/face | GFLOP/s | train ms/face (batch {args.batch}) |")
+        print("|---|---|---|---|---|---|")
+        for preset in args.presets:
+            r = bench_preset(preset, args.repeats, args.batch)
+            print(f"| {preset} | {r['params']:,} | {r['gflops']:.2f} | {summary(r['forward'])} | "
+                  f"{r['gflops_per_s']:.0f} | {summary(r['train'])} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
