@@ -323,7 +323,7 @@ class Group(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
-        ws, layout = self.cfg.window_size, self.cfg.window_layout
+        ws = self.cfg.window_size
         masks, graphs = {}, {}
         y = x
         for blk in self.blocks:

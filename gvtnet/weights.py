@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -41,6 +42,9 @@ def save_model(model: GVTNet, path: str | Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, tmp, metadata={CONFIG_KEY: json.dumps(model.cfg.to_dict())})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # an ordinary readable file, not the private mode of a temp file
     tmp.replace(path)
 
 
