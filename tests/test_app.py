@@ -1,0 +1,210 @@
+"""The app: its callbacks directly, then its API through gradio_client against a live server."""
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import to_array
+from gvtnet.images import bicubic_upscale, degrade
+from gvtnet.metrics import psnr
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+def save_png(img: Image.Image, path: Path) -> str:
+    img.save(path, format="PNG")
+    return str(path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Callbacks, without a server
+
+
+def test_prepare_simulate_and_real(tmp_path, astronaut_face):
+    from app import callbacks as cb
+
+    path = save_png(astronaut_face, tmp_path / "face.png")
+    hr, lr, _ = cb.prepare(path, 8, cb.SIMULATE, cb.CENTRE)
+    assert hr.size == (128, 128) and lr.size == (16, 16)
+    assert np.array_equal(to_array(hr), to_array(astronaut_face))
+    hr, lr, notices = cb.prepare(path, 4, cb.REAL, cb.CENTRE)
+    assert hr is None and lr.size == (32, 32) and "reduced" in notices[0]
+
+
+def test_non_face_image_works_with_a_notice(tmp_path):
+    from app import callbacks as cb
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8))
+    hr, lr, notices = cb.prepare(save_png(noise, tmp_path / "noise.png"), 4, cb.SIMULATE, cb.FACE)
+    assert hr.size == (128, 128) and any("No face found" in n for n in notices)
+
+
+def test_grayscale_stays_grayscale(tmp_path, hopper_face):
+    from app import callbacks as cb
+
+    s = cb.restore(save_png(hopper_face.convert("L"), tmp_path / "gray.png"), 4, cb.SIMULATE, cb.CENTRE, False,
+                   "light", None)
+    view = cb.restore_view(s)
+    assert s.sr.mode == "L" and Image.open(view["gvtnet"]).mode == "L"
+    assert Image.open(view["vs_original"][1]).mode == "L"
+
+
+def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
+    from app import callbacks as cb
+
+    s = cb.restore(save_png(astronaut_face, tmp_path / "face.png"), 4, cb.SIMULATE, cb.CENTRE, False, "light", None)
+    settings = (0.85, "model's own", "released")
+    assert cb.select_node(s, None, 0, *settings).node is None
+    assert cb.select_node(s, [None, None], 0, *settings).node is None
+    s = cb.select_node(s, [127, 0], 0, *settings)  # top-right corner of the face
+    assert s.node == int(s.inspection.groups[0].node_map[0, 31])
+    fig, heat, stats = cb.graph_view(s, 0, 0, *settings)
+    assert stats["nodes"] == 64 and len(fig.data) >= 3
+    assert cb.select_query(s, [64, 32]).query == (8, 16)
+    assert cb.select_query(s, None).query == (8, 16)
+    assert cb.place_lam(s, None).lam_centre == (64, 64)
+    assert cb.place_lam(s, [127, 127]).lam_centre == (127, 127)
+    assert cb.lam_window(s, 16) == (112, 112)  # kept inside the image
+
+
+def test_bad_thresholds_and_checkpoint(tmp_path):
+    import gradio as gr
+
+    from app import callbacks as cb
+
+    assert cb.parse_thresholds("0.2, 0.85") == [0.2, 0.85]
+    for text in ("abc", "1.5", ""):
+        with pytest.raises(gr.Error):
+            cb.parse_thresholds(text)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not weights")
+    with pytest.raises(gr.Error, match="Cannot use this checkpoint"):
+        cb.load_checkpoint(str(bad))
+
+
+def test_examples_are_faces():
+    from app.examples import example_files
+    from gvtnet.faces import find_face
+
+    for path in example_files():
+        img = Image.open(path)
+        assert img.format == "PNG" and img.width == img.height
+        assert find_face(img) is not None
+
+
+# ----------------------------------------------------------------------------------------------------
+# The API, through gradio_client
+
+
+@pytest.mark.parametrize("scale", [4, 8])
+@pytest.mark.parametrize("face", ["astronaut_face", "hopper_face"])
+def test_upscale_endpoint(client, tmp_path, request, face, scale):
+    from gradio_client import handle_file
+
+    hr = request.getfixturevalue(face)
+    out = client.predict(handle_file(save_png(hr, tmp_path / "face.png")), scale, "simulate", "centre",
+                         api_name="/upscale")
+    sr = Image.open(out)
+    assert sr.format == "PNG" and sr.size == (128, 128) and sr.mode == "RGB"
+    bicubic = bicubic_upscale(degrade(hr, scale), scale)
+    assert psnr(to_array(sr), to_array(hr)) > psnr(to_array(bicubic), to_array(hr))
+
+
+def test_upscale_endpoint_finds_the_face_in_a_big_photo(client, tmp_path, astronaut):
+    from gradio_client import handle_file
+
+    big = astronaut.resize((1600, 1600), Image.BICUBIC)  # a big photo is downscaled, not refused
+    out = client.predict(handle_file(save_png(big, tmp_path / "big.png")), 4, api_name="/upscale")
+    assert Image.open(out).size == (128, 128)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def bad_files(tmp_path) -> dict[str, tuple[Path, str]]:
+    """name -> (file, words the error must contain)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(buf, format="PNG")
+    files = {
+        "garbage": (b"\x00\x01 this is not an image" * 40, "not an image"),
+        "truncated": (buf.getvalue()[: len(buf.getvalue()) // 2], "truncated"),
+        "tiny": (None, "too small"),
+        # a valid PNG header announcing 100000 x 100000 pixels (40 GB decoded): refused before decoding
+        "bomb": (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+                 + _png_chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + _png_chunk(b"IEND", b""), "too large"),
+    }
+    out = {}
+    for name, (data, words) in files.items():
+        path = tmp_path / f"{name}.png"
+        if data is None:
+            Image.new("RGB", (4, 4)).save(path)
+        else:
+            path.write_bytes(data)
+        out[name] = (path, words)
+    return out
+
+
+def test_bad_inputs_get_clear_errors(client, tmp_path):
+    from gradio_client import handle_file
+
+    for name, (path, words) in bad_files(tmp_path).items():
+        with pytest.raises(Exception) as err:
+            client.predict(handle_file(str(path)), 4, api_name="/upscale")
+        assert words in str(err.value), f"{name}: {err.value}"
+
+
+def test_graph_and_lam_endpoints(client, tmp_path, hopper_face):
+    from gradio_client import handle_file
+
+    face = handle_file(save_png(hopper_face, tmp_path / "face.png"))
+    res = client.predict(face, 8, 0.5, "∞", "released", 1, 2, api_name="/graph")
+    assert res["stats"]["nodes"] == 64 and res["threshold"] == 0.5 and res["minkowski_p"] == "inf"
+    a = np.array(res["adjacency"])
+    assert a.shape == (64, 64) and set(np.unique(a)) <= {0, 1}
+    res = client.predict(face, 8, 120, 0, 8, api_name="/lam")
+    assert set(res) == {"GVTNet", "SwinIR"}
+    assert res["GVTNet"]["di"] > 0 and (res["GVTNet"]["row"], res["GVTNet"]["col"]) == (120, 0)
+
+
+def test_eight_concurrent_clients(app_url, tmp_path, astronaut_face):
+    """Eight visitors sending the same image at once, in a loop for a bounded time: every request answers
+    with the same, complete PNG (identical results race on Gradio's content-addressed cache)."""
+    from gradio_client import Client, handle_file
+
+    path = save_png(astronaut_face, tmp_path / "face.png")
+    deadline = time.monotonic() + 30
+    results, errors = [], []
+
+    def visitor():
+        try:
+            c = Client(app_url, verbose=False)
+            while True:
+                out = c.predict(handle_file(path), 8, api_name="/upscale")
+                results.append(Path(out).read_bytes())
+                if time.monotonic() > deadline:
+                    break
+        except Exception as e:  # noqa: BLE001 - any failure is the test's finding
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=visitor) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(180)
+    assert not errors and len(results) >= 8
+    pixels = {Image.open(io.BytesIO(b)).tobytes() for b in results}
+    assert len(pixels) == 1
