@@ -89,13 +89,14 @@ def group_stats(inspection: Inspection, group: int) -> list[dict]:
     return [graph_stats(digraph(inspection, group, h)) for h in range(inspection.num_heads)]
 
 
-def _edge_lines(centres: np.ndarray, edges) -> tuple[list, list]:
-    """Line segments as plotly x/y lists, segments separated by None."""
-    xs, ys = [], []
-    for u, v in edges:
-        xs += [centres[u, 1], centres[v, 1], None]
-        ys += [centres[u, 0], centres[v, 0], None]
-    return xs, ys
+def _edge_lines(centres: np.ndarray, edges) -> tuple[np.ndarray, np.ndarray]:
+    """Line segments as plotly x/y arrays, segments separated by NaN gaps (arrays, not lists: plotly
+    validates a list of thousands of items one by one)."""
+    e = np.asarray(list(edges), dtype=int).reshape(-1, 2)
+    seg = np.full((len(e), 3, 2), np.nan)
+    seg[:, 0], seg[:, 1] = centres[e[:, 0]], centres[e[:, 1]]
+    seg = seg.reshape(-1, 2)
+    return seg[:, 1], seg[:, 0]
 
 
 def graph_figure(inspection: Inspection, face, group: int, head: int, selected: int | None = None) -> go.Figure:

@@ -1,6 +1,6 @@
 """Local Attribution Maps (LAM, Gu and Dong, CVPR 2021) and the diffusion index, for any SR nn.Module.
 
-Follows /work/shared/docs/lam-reference.md: path integrated gradients of the window's gradient magnitude
+As the reference code (X-Lowlevel-Vision/LAM_Demo) computes it: path integrated gradients of the window's gradient magnitude
 D(F(x)) along a progressive Gaussian blur of the input, from K(sigma) * I to I. The reference runs its
 `fold` path points one at a time; they are independent, so here they run in batches (same map to float
 error, several times faster on a CPU).

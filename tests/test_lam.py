@@ -1,4 +1,4 @@
-"""LAM and DI against the reference's definitions (/work/shared/docs/lam-reference.md)."""
+"""LAM and DI against the reference's definitions (the LAM_Demo reference code, as documented in ../shared/docs/lam-reference.md)."""
 from __future__ import annotations
 
 import numpy as np
