@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .data import FacePairs, image_files, split_files
 from .evaluate import evaluate_pairs
 from .presets import build_model
-from .weights import save_model
+from .weights import load_model, save_model
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -51,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint.pt")
+    p.add_argument("--init", help="start from these weights (e.g. a shipped model) instead of random ones")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.config:
@@ -106,7 +107,10 @@ def train(args: argparse.Namespace) -> Path:
     log_path, ckpt_path = out / "log.jsonl", out / CHECKPOINT
 
     torch.manual_seed(args.seed)
-    model = build_model(args.preset, **parse_overrides(args.set)).to(device)
+    model = build_model(args.preset, **parse_overrides(args.set))
+    if args.init:
+        model.load_state_dict(load_model(args.init).state_dict())
+    model = model.to(device)
     scale = model.cfg.upscale
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))

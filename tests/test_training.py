@@ -174,3 +174,16 @@ def test_shipped_weights_beat_bicubic(celeba_test, name, scale):
     assert model.cfg.upscale == scale
     pairs = FacePairs.from_files(image_files(celeba_test)[:24], scale=scale, progress=False)
     assert evaluate_pairs(model, pairs)["psnr_y"] > evaluate_pairs(None, pairs)["psnr_y"] + 0.5
+
+
+def test_init_starts_from_given_weights(few_faces, tmp_path):
+    torch.manual_seed(5)
+    start = gvtnet.build_model("light-x8")
+    for p in start.parameters():
+        p.data.normal_(0, 0.02)
+    gvtnet.save_model(start, tmp_path / "start.safetensors")
+    result = run_train(["--preset", "light-x8", "--data", str(few_faces), "--steps", "0", "--val-count", "4",
+                        "--init", str(tmp_path / "start.safetensors"), "--out", str(tmp_path / "run")])
+    assert result.returncode == 0, result.stderr
+    a, b = load_file(tmp_path / "start.safetensors"), load_file(tmp_path / "run" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
