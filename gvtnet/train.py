@@ -137,7 +137,8 @@ def train(args: argparse.Namespace) -> Path:
               f"{len(data)} training faces ({data.skipped} unreadable skipped), "
               f"{len(val) if val else 0} validation")
 
-    net = DistributedDataParallel(model) if distributed else model
+    # buffers are constants derived from the config (means, index tables): nothing to broadcast
+    net = DistributedDataParallel(model, broadcast_buffers=False) if distributed else model
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
 
