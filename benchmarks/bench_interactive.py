@@ -1,6 +1,6 @@
 """What a visitor of the app waits for, with the shipped light weights, on one face.
 
-    python benchmarks/bench_interactive.py [--threads 1] [--repeats 5]
+    python -m benchmarks.bench_interactive [--threads 1] [--repeats 5]
 
 Times the app's own callbacks in-process (no browser or HTTP): upload to restoration (GVTNet, SwinIR
 baseline, bicubic) and the first neighbour graph; a threshold change (re-inspect at a new T and redraw);
@@ -10,28 +10,14 @@ reference does. Medians with the interquartile range, in seconds.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from PIL import Image
 from skimage import data
 
-
-def timed(fn, repeats: int) -> list[float]:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
-
-
-def summary(times: list[float]) -> str:
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else times * 3
-    return f"{statistics.median(times):.2f} ({q[0]:.2f}-{q[2]:.2f})"
+from benchmarks.timing import summary, timed
 
 
 def main():

@@ -1,7 +1,7 @@
 """Speed of every preset on this machine, and of the released code side by side.
 
-    python benchmarks/bench_models.py                       # all presets
-    python benchmarks/bench_models.py --released PATH/basicsr/archs/GVTNet_arch.py
+    python -m benchmarks.bench_models                       # all presets
+    python -m benchmarks.bench_models --released PATH/basicsr/archs/GVTNet_arch.py
 
 Per preset: parameters, GFLOPs of one forward pass (the modules' own `flops`), forward time per face
 (batch 1) and forward+backward time per face (a training step on a batch, divided by its size), with the
@@ -14,32 +14,17 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import time
 from datetime import date
 
 import torch
 
+from benchmarks.timing import summary, timed
 from gvtnet import PRESETS, build_model
 from gvtnet.weights import infer_config, released_to_ours
 
 
 def lr_size(preset: str) -> int:
     return 32 if preset.endswith("x4") else 16
-
-
-def timed(fn, repeats: int) -> list[float]:
-    fn()  # warm-up: allocator, oneDNN primitive caches
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
-
-
-def summary(times: list[float], scale: float = 1e3) -> str:
-    q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
-    return f"{statistics.median(times) * scale:.1f} ({q[0] * scale:.1f}-{q[2] * scale:.1f})"
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -105,16 +90,16 @@ def main():
         print("|---|---|---|---|---|---|")
         for upscale in (8, 4):
             r = bench_released(args.released, upscale, args.repeats)
-            print(f"| x{upscale} | {summary(r['released'])} | {summary(r['ours'])} | "
-                  f"{summary(r['ratios'], 1)} | {r['gflops']:.2f} | {r['max_abs_diff']:.1e} |", flush=True)
+            print(f"| x{upscale} | {summary(r['released'], 1e3, 1)} | {summary(r['ours'], 1e3, 1)} | "
+                  f"{summary(r['ratios'])} | {r['gflops']:.2f} | {r['max_abs_diff']:.1e} |", flush=True)
         print()
     if args.presets:
         print(f"| preset | params | GFLOPs/face | forward ms/face | GFLOP/s | train ms/face (batch {args.batch}) |")
         print("|---|---|---|---|---|---|")
         for preset in args.presets:
             r = bench_preset(preset, args.repeats, args.batch)
-            print(f"| {preset} | {r['params']:,} | {r['gflops']:.2f} | {summary(r['forward'])} | "
-                  f"{r['gflops_per_s']:.0f} | {summary(r['train'])} |", flush=True)
+            print(f"| {preset} | {r['params']:,} | {r['gflops']:.2f} | {summary(r['forward'], 1e3, 1)} | "
+                  f"{r['gflops_per_s']:.0f} | {summary(r['train'], 1e3, 1)} |", flush=True)
 
 
 if __name__ == "__main__":
