@@ -27,11 +27,6 @@ class Capture:
     blocks: list[dict] = field(default_factory=list)
     size: tuple[int, int] | None = None
 
-    def adjacency(self, group: int, shift: int | None = None) -> dict:
-        """The record of group `group` (for the given roll, default the first)."""
-        recs = self.groups[group]
-        return next(r for r in recs if shift is None or r["shift"] == shift)
-
 
 @contextlib.contextmanager
 def capture(model: GVTNet):
