@@ -12,24 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .data import FacePairs, image_files
-from .infer import super_resolve
+from .images import bicubic_upscale
+from .infer import super_resolve, to_uint8
 from .metrics import psnr, ssim
 from .weights import load_model
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8, rounded as a saved PNG would be."""
-    return (x.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def _bicubic(lr: np.ndarray, scale: int) -> np.ndarray:
-    from PIL import Image
-
-    return np.stack([np.asarray(Image.fromarray(x).resize((x.shape[1] * scale, x.shape[0] * scale),
-                                                          Image.BICUBIC)) for x in lr])
 
 
 def score(sr: np.ndarray, hr: np.ndarray, crop: int = 0) -> dict[str, float]:
@@ -46,14 +36,15 @@ def evaluate_pairs(model: torch.nn.Module | None, pairs: FacePairs, crop: int = 
     """Mean metrics of `model` (None: PIL bicubic) on the pairs."""
     hr = pairs.hr.permute(0, 2, 3, 1).numpy()
     if model is None:
-        sr = _bicubic(pairs.lr.permute(0, 2, 3, 1).numpy(), pairs.scale)
+        lr = pairs.lr.permute(0, 2, 3, 1).numpy()
+        sr = np.stack([np.asarray(bicubic_upscale(Image.fromarray(x), pairs.scale)) for x in lr])
     else:
         model.eval()
         device = next(model.parameters()).device
         outs = []
         for i in tqdm(range(0, len(pairs), batch), desc="evaluating", disable=not progress, leave=False):
             lr = pairs.lr[i : i + batch].float().div(255).to(device)
-            outs.append(_to_uint8(super_resolve(model, lr, self_ensemble).cpu()))
+            outs.append(to_uint8(super_resolve(model, lr, self_ensemble).cpu()))
         sr = np.concatenate(outs)
     return score(sr, hr, crop)
 

@@ -47,10 +47,14 @@ def to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8, rounded as a saved PNG would be."""
+    return (x.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+
+
 def to_image(x: torch.Tensor, mode: str = "RGB") -> Image.Image:
     """(1, 3, H, W) in [0, 1] -> PIL image of `mode` ('RGB', or 'L' to keep a gray face gray)."""
-    arr = (x[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-    return Image.fromarray(arr).convert(mode)
+    return Image.fromarray(to_uint8(x)[0]).convert(mode)
 
 
 def upscale(model: torch.nn.Module, image, self_ensemble: bool = False) -> Image.Image:
