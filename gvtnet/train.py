@@ -44,6 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--min-lr", type=float, default=1e-6)
     p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--hr-sizes", type=int, nargs="+", default=[128], metavar="PX",
+                   help="train on faces resized to each of these HR sizes, one size per step, chosen at "
+                        "random (smaller sizes zoom out: more of a face per pixel, as in CelebA's framing)")
     p.add_argument("--val-count", type=int, default=200, help="faces held out for validation")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--ckpt-every", type=int, default=200)
@@ -60,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args = p.parse_args(argv)
     if not args.out:
         p.error("--out is required")
+    if any(px % 8 for px in args.hr_sizes):
+        p.error("--hr-sizes must be multiples of 8")
     if args.batch % args.accum:
         p.error("--batch must be a multiple of --accum")
     return args
@@ -130,11 +135,13 @@ def train(args: argparse.Namespace) -> Path:
         print(f"no checkpoint in {out}; starting afresh")
 
     train_files, val_files = split_files(image_files(args.data), args.val_count)
-    data = FacePairs.from_files(train_files, scale, progress=rank == 0 and not args.no_progress)
+    sizes = [FacePairs.from_files(train_files, scale, hr_size=px, progress=rank == 0 and not args.no_progress)
+             for px in args.hr_sizes]
     val = FacePairs.from_files(val_files, scale, progress=False) if val_files and rank == 0 else None
     if rank == 0:
         print(f"{args.preset}: {sum(p.numel() for p in model.parameters()):,} parameters; "
-              f"{len(data)} training faces ({data.skipped} unreadable skipped), "
+              f"{len(sizes[0])} training faces ({sizes[0].skipped} unreadable skipped) at HR "
+              f"{', '.join(map(str, args.hr_sizes))} px, "
               f"{len(val) if val else 0} validation")
 
     # buffers are constants derived from the config (means, index tables): nothing to broadcast
@@ -169,6 +176,7 @@ def train(args: argparse.Namespace) -> Path:
             opt.zero_grad(set_to_none=True)
             total = 0.0
             for i in range(args.accum):
+                data = sizes[int(torch.randint(len(sizes), (1,), generator=gen))] if len(sizes) > 1 else sizes[0]
                 lr_img, hr_img = data.sample(micro, gen)
                 lr_img, hr_img = lr_img.to(device), hr_img.to(device)
                 sync = net.no_sync() if distributed and i < args.accum - 1 else contextlib.nullcontext()

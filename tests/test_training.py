@@ -47,6 +47,14 @@ def test_degradation_is_pil_bicubic(few_faces):
     assert np.array_equal(pairs.hr[0].permute(1, 2, 0).numpy(), np.asarray(hr))
 
 
+def test_zoomed_out_faces_are_the_resized_face_then_degraded(few_faces):
+    files = image_files(few_faces)
+    pairs = FacePairs.from_files(files[:3], scale=4, hr_size=64, progress=False)
+    hr = Image.open(files[0]).convert("RGB").resize((64, 64), Image.BICUBIC)
+    assert np.array_equal(pairs.hr[0].permute(1, 2, 0).numpy(), np.asarray(hr))
+    assert np.array_equal(pairs.lr[0].permute(1, 2, 0).numpy(), np.asarray(hr.resize((16, 16), Image.BICUBIC)))
+
+
 def test_faces_of_any_size_are_centre_cropped(tmp_path):
     Image.new("RGB", (300, 200), (200, 10, 10)).save(tmp_path / "wide.png")
     pairs = FacePairs.from_files(image_files(tmp_path), scale=8, progress=False)
@@ -101,7 +109,7 @@ def test_a_few_steps_lower_the_loss(few_faces, tmp_path):
 
 def test_resume_after_kill_gives_the_same_weights(few_faces, tmp_path):
     common = ["--preset", "light-x8", "--data", str(few_faces), "--steps", "8", "--batch", "4",
-              "--val-count", "8", "--val-every", "4", "--ckpt-every", "2", "--seed", "3"]
+              "--val-count", "8", "--val-every", "4", "--ckpt-every", "2", "--seed", "3", "--hr-sizes", "128", "64"]
     whole = run_train([*common, "--out", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
 
