@@ -98,25 +98,26 @@ class GVTNetConfig:
 
 
 def to_windows(x: torch.Tensor, ws: int, layout: str, heads: int, parts: int = 1) -> torch.Tensor:
-    """(B, H, W, parts*C) -> (parts, B, nW, heads, ws*ws, C/heads), contiguous, in a single copy; the
-    channels of each part are `heads` consecutive blocks.
+    """(B, H, W, parts*C) -> (parts, B, nW, heads, ws*ws, C/heads), contiguous, in a single copy.
 
     'contiguous' (Swin): window k = (k // (W/ws), k % (W/ws)) holds ws x ws neighbouring pixels, token t
-    row-major inside it. 'strided' (released): token t = (j, i) is grid block (j, i) of (H/ws) x (W/ws)
-    pixels, and window k = (h, w) takes the pixel at offset (h, w) inside every block.
+    row-major inside it; the channels of each part are `heads` consecutive blocks. 'strided' (released):
+    token t = (j, i) is grid block (j, i) of (H/ws) x (W/ws) pixels, window k = (h, w) takes the pixel at
+    offset (h, w) inside every block, and heads are interleaved (channel j*heads + head), as the released
+    code splits them; gathering them here is free, as the copy is made anyway.
     """
     b, h, w, c = x.shape
     d = c // parts // heads
     if layout == "strided":
-        x = x.view(b, ws, h // ws, ws, w // ws, parts, heads, d).permute(5, 0, 2, 4, 6, 1, 3, 7)
+        x = x.view(b, ws, h // ws, ws, w // ws, parts, d, heads).permute(5, 0, 2, 4, 7, 1, 3, 6)
     else:
         x = x.view(b, h // ws, ws, w // ws, ws, parts, heads, d).permute(5, 0, 1, 3, 6, 2, 4, 7)
     return x.reshape(parts, b, (h // ws) * (w // ws), heads, ws * ws, d)
 
 
 def from_windows(x: torch.Tensor, h: int, w: int, layout: str) -> torch.Tensor:
-    """Inverse of `to_windows` for one part: (B, nW, heads, ws*ws, d) -> (B, H, W, C). 'strided' returns
-    the released code's channel order, heads interleaved (channel j*heads + head)."""
+    """Inverse of `to_windows` for one part: (B, nW, heads, ws*ws, d) -> (B, H, W, C), heads interleaved
+    again for 'strided'."""
     b, _, heads, n, d = x.shape
     ws = math.isqrt(n)
     x = x.view(b, h // ws, w // ws, heads, ws, ws, d)
@@ -152,20 +153,16 @@ def relative_position_index(ws: int) -> torch.Tensor:
 
 
 class SeparableConv(nn.Module):
-    """Depthwise 3x3 conv then pointwise (1x1) conv, on (B, H, W, C) maps. `out_order` writes the output
-    channels in another order (out[..., k] = conv(x)[..., order[k]]) by permuting the weight rows, far
-    cheaper than permuting the activations."""
+    """Depthwise 3x3 conv then pointwise (1x1) conv, on (B, H, W, C) maps."""
 
     def __init__(self, dim: int, out_dim: int):
         super().__init__()
         self.depthwise = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.pointwise = nn.Conv2d(dim, out_dim, 1)
 
-    def forward(self, x: torch.Tensor, out_order=None) -> torch.Tensor:
-        w, b = self.pointwise.weight.flatten(1), self.pointwise.bias
-        if out_order is not None:
-            w, b = w[out_order], b[out_order]
-        return F.linear(self.depthwise(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1), w, b)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.depthwise(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return F.linear(y, self.pointwise.weight.flatten(1), self.pointwise.bias)
 
     def flops(self, h: int, w: int) -> int:
         c, o = self.pointwise.in_channels, self.pointwise.out_channels
@@ -173,13 +170,7 @@ class SeparableConv(nn.Module):
 
 
 class Projection(nn.Linear):
-    """A Linear layer on (B, H, W, C) maps (Swin's q/k/v and output projection); `out_order` as above."""
-
-    def forward(self, x: torch.Tensor, out_order=None) -> torch.Tensor:
-        w, b = self.weight, self.bias
-        if out_order is not None:
-            w, b = w[out_order], b[out_order]
-        return F.linear(x, w, b)
+    """A Linear layer (Swin's q/k/v and output projection), with the FLOPs of a (B, H, W, C) map."""
 
     def flops(self, h: int, w: int) -> int:
         return 2 * h * w * self.in_features * self.out_features
@@ -207,13 +198,6 @@ class WindowAttention(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * ws - 1) ** 2, cfg.num_heads))
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(ws), persistent=False)
-        # The released code's heads are interleaved channels (head = c % heads); attention wants each
-        # head's channels together, so q/k/v are produced in head-major order.
-        order = None
-        if self.layout == "strided":
-            heads_first = torch.arange(dim).view(head_dim, cfg.num_heads).t().reshape(-1)
-            order = torch.cat([heads_first + p * dim for p in range(3)])
-        self.register_buffer("qkv_order", order, persistent=False)
         self.record: list | None = None  # set by `capture` to collect attention maps
 
     def bias(self) -> torch.Tensor:
@@ -225,7 +209,7 @@ class WindowAttention(nn.Module):
         """mask: (nW, n, n) additive shift mask or None ('S'); adj: (B, heads, n, n) adjacency with
         self-loops ('G')."""
         b, h, w, c = x.shape
-        qkv = self.qkv(x, out_order=self.qkv_order)
+        qkv = self.qkv(x)
         q, k, v = to_windows(qkv, self.window_size, self.layout, self.num_heads, parts=3)
         scores = (q * self.scale) @ k.transpose(-2, -1) + self.bias()
         if self.kind == "S" and mask is not None:
