@@ -10,6 +10,7 @@ matmuls (not norms or activations), as SwinIR does.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
@@ -128,10 +129,12 @@ def from_windows(x: torch.Tensor, h: int, w: int, layout: str) -> torch.Tensor:
     return x.reshape(b, h, w, heads * d)
 
 
+@functools.lru_cache(maxsize=64)
 def shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     """Swin's shifted-window mask, (nW, ws*ws, ws*ws) of 0 / -100: the 3 x 3 roll regions of an h x w map,
     labelled and partitioned into CONTIGUOUS windows. The released code applies it, as it is, to its
-    strided windows (window k gets row k), which is what `GVTNet` does for the strided layout too."""
+    strided windows (window k gets row k), which is what `GVTNet` does for the strided layout too.
+    Cached (building it costs as much as a block at 32x32): the result is shared, never modify it."""
     labels = torch.zeros(h, w)
     cuts = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
     for n, (rows, cols) in enumerate((r, c) for r in cuts for c in cuts):
@@ -308,16 +311,14 @@ class Group(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
         ws = self.cfg.window_size
-        masks, graphs = {}, {}
+        graphs = {}
         y = x
         for blk in self.blocks:
             # Inputs no larger than a window are not shifted (as in Swin and the released code).
             shift = blk.shift if min(h, w) > ws else 0
             mask = adj = None
             if blk.kind == "S" and shift:
-                if shift not in masks:
-                    masks[shift] = shift_mask(h, w, ws, shift).to(x)
-                mask = masks[shift]
+                mask = shift_mask(h, w, ws, shift).to(x)
             if blk.kind == "G":
                 if shift not in graphs:
                     graphs[shift] = self.graph(x, shift)
@@ -445,3 +446,16 @@ class GVTNet(nn.Module):
         c = self.cfg.embed_dim
         convs = 2 * h * w * 9 * (3 * c + c * c)  # conv_first, conv_after_body
         return convs + sum(g.flops(h, w) for g in self.layers) + self.upsampler.flops(h, w)
+
+
+def compile_model(model: GVTNet) -> GVTNet:
+    """Compile `model` in place with torch.compile for faster inference at fixed input sizes (each new
+    size compiles anew; the first call takes minutes on a CPU). Each residual group and the upsampler is
+    compiled on its own (regional compilation): the groups repeat, so they compile once per distinct shift,
+    and a whole-network graph hits an inductor miscompilation in torch 2.13's vectorised CPU kernels
+    (heap corruption at run time), which these regions avoid. Weights, state dict and outputs (to float
+    rounding) are unchanged; capture still needs the eager model."""
+    for group in model.layers:
+        group.compile(dynamic=False)
+    model.upsampler.compile(dynamic=False)
+    return model
