@@ -1,13 +1,12 @@
 """Speed of every preset on this machine, and of the released code side by side.
 
     python -m benchmarks.bench_models                       # all presets
-    python -m benchmarks.bench_models --released PATH/basicsr/archs/GVTNet_arch.py [--compile]
+    python -m benchmarks.bench_models --released PATH/basicsr/archs/GVTNet_arch.py
 
 Per preset: parameters, GFLOPs of one forward pass (the modules' own `flops`), forward time per face
 (batch 1) and forward+backward time per face (a training step on a batch, divided by its size), with the
-achieved GFLOP/s. With --released, the released implementation and ours (with --compile, also ours under
-`gvtnet.compile_model`) run in turn on the same input, and the speed-up is taken pair by pair (robust to
-a machine whose speed drifts). Times are medians with the interquartile range.
+achieved GFLOP/s. With --released, the released implementation and ours run in turn on the same input,
+and the speed-up is taken pair by pair (robust to a machine whose speed drifts). Times are medians with the interquartile range.
 """
 from __future__ import annotations
 
@@ -19,7 +18,7 @@ from datetime import date
 import torch
 
 from benchmarks.timing import summary, timed
-from gvtnet import PRESETS, GVTNet, build_model, compile_model
+from gvtnet import PRESETS, GVTNet, build_model
 from gvtnet.weights import infer_config, released_to_ours
 
 
@@ -55,25 +54,20 @@ def bench_preset(preset: str, repeats: int, batch: int) -> dict:
             "forward": fwd, "train": train, "gflops_per_s": flops / statistics.median(fwd) / 1e9}
 
 
-def bench_released(arch_file: str, upscale: int, repeats: int, compiled: bool) -> dict:
-    """The released implementation, ours, and (with `compiled`) ours under `compile_model`, called in
-    turn on the same input; speed-ups are taken pair by pair."""
+def bench_released(arch_file: str, upscale: int, repeats: int) -> dict:
+    """The released implementation and ours with the same weights, called in turn on the same input."""
     from benchmarks.released import build_released
 
     torch.manual_seed(0)
     released = build_released(arch_file, upscale)
     state = released_to_ours(released.state_dict())
     models = {"released": released, "ours": GVTNet(infer_config(state)).eval()}
-    if compiled:
-        models["ours, compiled"] = compile_model(GVTNet(infer_config(state)).eval())
-    for name in models:
-        if name != "released":
-            models[name].load_state_dict(state)
+    models["ours"].load_state_dict(state)
     x = torch.rand(1, 3, 32 // (upscale // 4), 32 // (upscale // 4))
     times = {name: [] for name in models}
     with torch.inference_mode():
         reference = released(x)
-        diffs = {name: (m(x) - reference).abs().max().item() for name, m in models.items()}  # compiles too
+        diffs = {name: (m(x) - reference).abs().max().item() for name, m in models.items()}
         for _ in range(repeats):
             for name, m in models.items():
                 times[name] += timed(lambda: m(x), 1)
@@ -89,7 +83,6 @@ def main():
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--batch", type=int, default=16, help="faces per training step")
     p.add_argument("--released", help="path to basicsr/archs/GVTNet_arch.py of a checkout of the released code")
-    p.add_argument("--compile", action="store_true", help="also time ours under gvtnet.compile_model")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{date.today()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -98,7 +91,7 @@ def main():
         print("| scale | implementation | ms per face | speed-up over released (per pair) | GFLOP/s | max abs diff |")
         print("|---|---|---|---|---|---|")
         for upscale in (8, 4):
-            r = bench_released(args.released, upscale, args.repeats, args.compile)
+            r = bench_released(args.released, upscale, args.repeats)
             for row in r["rows"]:
                 rate = r["gflops"] / statistics.median(row["ms"])
                 print(f"| x{upscale} | {row['name']} | {summary(row['ms'], 1e3, 1)} | {summary(row['speedup'])} | "

@@ -1,8 +1,8 @@
 """GVTNet for face super-resolution: model, weights, inference, training and evaluation."""
 from .capture import Capture, capture
 from .infer import super_resolve, upscale
-from .model import GVTNet, GVTNetConfig, compile_model
+from .model import GVTNet, GVTNetConfig
 from .presets import PRESETS, build_model
 from .weights import CheckpointError, load_model, save_model
 
-__all__ = ["Capture", "capture", "super_resolve", "upscale", "GVTNet", "GVTNetConfig", "compile_model", "PRESETS", "build_model", "load_model", "save_model", "CheckpointError"]
+__all__ = ["Capture", "capture", "super_resolve", "upscale", "GVTNet", "GVTNetConfig", "PRESETS", "build_model", "load_model", "save_model", "CheckpointError"]

@@ -447,15 +447,3 @@ class GVTNet(nn.Module):
         convs = 2 * h * w * 9 * (3 * c + c * c)  # conv_first, conv_after_body
         return convs + sum(g.flops(h, w) for g in self.layers) + self.upsampler.flops(h, w)
 
-
-def compile_model(model: GVTNet) -> GVTNet:
-    """Compile `model` in place with torch.compile for faster inference at fixed input sizes (each new
-    size compiles anew; the first call takes minutes on a CPU). Each residual group and the upsampler is
-    compiled on its own (regional compilation): the groups repeat, so they compile once per distinct shift,
-    and a whole-network graph hits an inductor miscompilation in torch 2.13's vectorised CPU kernels
-    (heap corruption at run time), which these regions avoid. Weights, state dict and outputs (to float
-    rounding) are unchanged; capture still needs the eager model."""
-    for group in model.layers:
-        group.compile(dynamic=False)
-    model.upsampler.compile(dynamic=False)
-    return model
