@@ -446,4 +446,3 @@ class GVTNet(nn.Module):
         c = self.cfg.embed_dim
         convs = 2 * h * w * 9 * (3 * c + c * c)  # conv_first, conv_after_body
         return convs + sum(g.flops(h, w) for g in self.layers) + self.upsampler.flops(h, w)
-

@@ -176,6 +176,7 @@ def train(args: argparse.Namespace) -> Path:
             opt.zero_grad(set_to_none=True)
             total = 0.0
             for i in range(args.accum):
+                # one size draws nothing, so single-size runs keep the random stream they always had
                 data = sizes[int(torch.randint(len(sizes), (1,), generator=gen))] if len(sizes) > 1 else sizes[0]
                 lr_img, hr_img = data.sample(micro, gen)
                 lr_img, hr_img = lr_img.to(device), hr_img.to(device)

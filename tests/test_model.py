@@ -140,4 +140,3 @@ def test_flops_report_matches_torch_flop_counter(preset, size):
     with torch.no_grad(), counter:
         model(torch.rand(1, 3, size, size))
     assert model.flops(size, size) == pytest.approx(counter.get_total_flops(), rel=0.01)
-
