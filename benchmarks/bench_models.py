@@ -5,8 +5,10 @@
 
 Per preset: parameters, GFLOPs of one forward pass (the modules' own `flops`), forward time per face
 (batch 1) and forward+backward time per face (a training step on a batch, divided by its size), with the
-achieved GFLOP/s. With --released, the released implementation and ours run in turn on the same input,
-and the speed-up is taken pair by pair (robust to a machine whose speed drifts). Times are medians with the interquartile range.
+achieved GFLOP/s. With --released, the released implementation, ours, and ours' matrix products and
+convolutions replayed alone (the floor of any implementation built on these kernels) run in turn on the
+same input, and speed-ups are taken pair by pair (robust to a machine whose speed drifts). Times are
+medians with the interquartile range.
 """
 from __future__ import annotations
 
@@ -16,6 +18,9 @@ import statistics
 from datetime import date
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.timing import summary, timed
 from gvtnet import PRESETS, GVTNet, build_model
@@ -54,26 +59,74 @@ def bench_preset(preset: str, repeats: int, batch: int) -> dict:
             "forward": fwd, "train": train, "gflops_per_s": flops / statistics.median(fwd) / 1e9}
 
 
+aten = torch.ops.aten
+# As dispatched under inference mode, where linear, conv2d and matmul arrive undecomposed.
+DENSE_OPS = {aten.linear.default, aten.conv2d.default, aten.matmul.default, aten.addmm.default, aten.mm.default,
+             aten.bmm.default, aten.convolution.default}
+
+
+class _Spec(tuple):
+    """A tensor argument's (shape, stride), to make a fresh tensor of the same layout from."""
+
+
+class _DenseRecorder(TorchDispatchMode):
+    """Records every matrix product and convolution a forward pass dispatches, with its arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in DENSE_OPS:
+            spec = lambda a: _Spec((a.shape, a.stride())) if isinstance(a, torch.Tensor) else a
+            self.calls.append((func, tree_map(spec, args)))
+        return func(*args, **(kwargs or {}))
+
+
+def dense_replay(model: torch.nn.Module, x: torch.Tensor):
+    """The forward pass's matrix products and convolutions alone, to be replayed back to back on fresh
+    tensors of the same shapes and memory layouts: a floor for any implementation that leaves its
+    arithmetic to these library kernels (no norms, softmax, copies or graph construction in it).
+    Returns (replay, number of ops, their GFLOPs)."""
+    recorder = _DenseRecorder()
+    with torch.inference_mode(), recorder:
+        model(x)
+    make = lambda a: torch.empty_strided(*a).normal_() if isinstance(a, _Spec) else a
+    calls = [(func, tree_map(make, args, is_leaf=lambda a: isinstance(a, _Spec))) for func, args in recorder.calls]
+
+    def replay():
+        for func, args in calls:
+            func(*args)
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        replay()
+    return replay, len(calls), counter.get_total_flops() / 1e9
+
+
 def bench_released(arch_file: str, upscale: int, repeats: int) -> dict:
-    """The released implementation and ours with the same weights, called in turn on the same input."""
+    """The released implementation and ours with the same weights, and ours' matrix products and
+    convolutions alone (`dense_replay`), called in turn on the same input."""
     from benchmarks.released import build_released
 
     torch.manual_seed(0)
     released = build_released(arch_file, upscale)
     state = released_to_ours(released.state_dict())
-    models = {"released": released, "ours": GVTNet(infer_config(state)).eval()}
-    models["ours"].load_state_dict(state)
+    ours = GVTNet(infer_config(state)).eval()
+    ours.load_state_dict(state)
     x = torch.rand(1, 3, 32 // (upscale // 4), 32 // (upscale // 4))
-    times = {name: [] for name in models}
+    replay, ops, dense_gflops = dense_replay(ours, x)
+    runs = {"released": lambda: released(x), "ours": lambda: ours(x),
+            f"ours: its {ops} matmuls and convs alone ({dense_gflops:.2f} GFLOP)": replay}
+    times = {name: [] for name in runs}
     with torch.inference_mode():
         reference = released(x)
-        diffs = {name: (m(x) - reference).abs().max().item() for name, m in models.items()}
+        diffs = {"ours": (ours(x) - reference).abs().max().item()}
         for _ in range(repeats):
-            for name, m in models.items():
-                times[name] += timed(lambda: m(x), 1)
-    rows = [{"name": name, "ms": times[name], "max_abs_diff": diffs[name],
-             "speedup": [a / b for a, b in zip(times["released"], times[name])]} for name in models]
-    return {"upscale": upscale, "rows": rows, "gflops": models["ours"].flops(*x.shape[-2:]) / 1e9}
+            for name, run in runs.items():
+                times[name] += timed(run, 1)
+    rows = [{"name": name, "ms": times[name], "max_abs_diff": diffs.get(name),
+             "speedup": [a / b for a, b in zip(times["released"], times[name])]} for name in runs]
+    return {"upscale": upscale, "rows": rows, "gflops": ours.flops(*x.shape[-2:]) / 1e9}
 
 
 def main():
@@ -85,8 +138,9 @@ def main():
     p.add_argument("--released", help="path to basicsr/archs/GVTNet_arch.py of a checkout of the released code")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{date.today()}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{args.threads} threads; fp32 2048^3 matmul: {matmul_gflops():.0f} GFLOP/s\n")
+    print(f"{date.today()}, {platform.processor() or platform.machine()} "
+          f"({torch.backends.cpu.get_cpu_capability()} kernels), torch {torch.__version__}, {args.threads} threads; "
+          f"fp32 2048^3 matmul: {matmul_gflops():.0f} GFLOP/s\n")
     if args.released:
         print("| scale | implementation | ms per face | speed-up over released (per pair) | GFLOP/s | max abs diff |")
         print("|---|---|---|---|---|---|")
@@ -94,8 +148,10 @@ def main():
             r = bench_released(args.released, upscale, args.repeats)
             for row in r["rows"]:
                 rate = r["gflops"] / statistics.median(row["ms"])
-                print(f"| x{upscale} | {row['name']} | {summary(row['ms'], 1e3, 1)} | {summary(row['speedup'])} | "
-                      f"{rate:.0f} | {row['max_abs_diff']:.1e} |", flush=True)
+                speedup = summary(row["speedup"]) if row["name"] != "released" else ""
+                diff = f"{row['max_abs_diff']:.1e}" if row["max_abs_diff"] is not None else ""
+                print(f"| x{upscale} | {row['name']} | {summary(row['ms'], 1e3, 1)} | {speedup} | {rate:.0f} | {diff} |",
+                      flush=True)
         print()
     if args.presets:
         print(f"| preset | params | GFLOPs/face | forward ms/face | GFLOP/s | train ms/face (batch {args.batch}) |")
