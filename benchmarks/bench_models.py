@@ -69,6 +69,10 @@ class _Spec(tuple):
     """A tensor argument's (shape, stride), to make a fresh tensor of the same layout from."""
 
 
+def _spec(a):
+    return _Spec((a.shape, a.stride())) if isinstance(a, torch.Tensor) else a
+
+
 class _DenseRecorder(TorchDispatchMode):
     """Records every matrix product and convolution a forward pass dispatches, with its arguments."""
 
@@ -78,8 +82,7 @@ class _DenseRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in DENSE_OPS:
-            spec = lambda a: _Spec((a.shape, a.stride())) if isinstance(a, torch.Tensor) else a
-            self.calls.append((func, tree_map(spec, args)))
+            self.calls.append((func, tree_map(_spec, args)))
         return func(*args, **(kwargs or {}))
 
 
@@ -125,7 +128,8 @@ def bench_released(arch_file: str, upscale: int, repeats: int) -> dict:
             for name, run in runs.items():
                 times[name] += timed(run, 1)
     rows = [{"name": name, "ms": times[name], "max_abs_diff": diffs.get(name),
-             "speedup": [a / b for a, b in zip(times["released"], times[name])]} for name in runs]
+             "speedup": [a / b for a, b in zip(times["released"], times[name])] if name != "released" else None}
+            for name in runs]
     return {"upscale": upscale, "rows": rows, "gflops": ours.flops(*x.shape[-2:]) / 1e9}
 
 
@@ -148,7 +152,7 @@ def main():
             r = bench_released(args.released, upscale, args.repeats)
             for row in r["rows"]:
                 rate = r["gflops"] / statistics.median(row["ms"])
-                speedup = summary(row["speedup"]) if row["name"] != "released" else ""
+                speedup = summary(row["speedup"]) if row["speedup"] else ""
                 diff = f"{row['max_abs_diff']:.1e}" if row["max_abs_diff"] is not None else ""
                 print(f"| x{upscale} | {row['name']} | {summary(row['ms'], 1e3, 1)} | {speedup} | {rate:.0f} | {diff} |",
                       flush=True)
