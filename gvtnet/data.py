@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from .images import HR_SIZE, ImageError, center_square, degrade, open_image
@@ -74,17 +75,38 @@ class FacePairs(torch.utils.data.Dataset):
         """Float (LR, HR) in [0, 1]."""
         return self.lr[i].float() / 255, self.hr[i].float() / 255
 
-    def sample(self, batch: int, generator: torch.Generator, augment: bool = True):
-        """A random batch (LR, HR) as float tensors in [0, 1], each face randomly flipped and rotated by
-        a multiple of 90 degrees (the same for its LR and HR)."""
+    def sample(self, batch: int, generator: torch.Generator, augment: bool = True, rotate: bool = True):
+        """A random batch (LR, HR) as float tensors in [0, 1], each face randomly flipped and, with
+        `rotate`, rotated by a multiple of 90 degrees (the same for its LR and HR)."""
+        lr, hr = self._pick(batch, generator, augment, rotate)
+        return lr.float() / 255, hr.float() / 255
+
+    def sample_mosaic(self, batch: int, generator: torch.Generator, canvas: int, rotate: bool = True):
+        """A random batch (LR, HR) of canvas x canvas HR images, each a crop at a random offset of
+        augmented faces tiled edge to edge, degraded as a whole by PIL bicubic.
+
+        Faces smaller than the canvas then sit among other content, as a CelebA face sits in its frame
+        with hair and background around it, instead of touching the image border on every side.
+        """
+        px = self.hr.shape[-1]
+        k = canvas // px + 1
+        _, tiles = self._pick(batch * k * k, generator, True, rotate)
+        grid = tiles.view(batch, k, k, 3, px, px).permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, k * px, k * px)
+        offsets = torch.randint(k * px - canvas + 1, (batch, 2), generator=generator).tolist()
+        hr = torch.stack([grid[i, :, y:y + canvas, x:x + canvas] for i, (y, x) in enumerate(offsets)])
+        lr = torch.stack([torch.from_numpy(np.array(degrade(Image.fromarray(h.permute(1, 2, 0).numpy()),
+                                                              self.scale))).permute(2, 0, 1) for h in hr])
+        return lr.float() / 255, hr.float() / 255
+
+    def _pick(self, batch: int, generator: torch.Generator, augment: bool, rotate: bool):
         idx = torch.randint(len(self), (batch,), generator=generator)
         lr, hr = self.lr[idx], self.hr[idx]
         if augment:
             flips = torch.randint(2, (batch,), generator=generator).tolist()
-            turns = torch.randint(4, (batch,), generator=generator).tolist()
+            turns = torch.randint(4, (batch,), generator=generator).tolist() if rotate else [0] * batch
             lr = torch.stack([_augment(x, f, t) for x, f, t in zip(lr, flips, turns)])
             hr = torch.stack([_augment(x, f, t) for x, f, t in zip(hr, flips, turns)])
-        return lr.float() / 255, hr.float() / 255
+        return lr, hr
 
 
 def _augment(x: torch.Tensor, flip: int, turns: int) -> torch.Tensor:

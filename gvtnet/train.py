@@ -47,6 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hr-sizes", type=int, nargs="+", default=[128], metavar="PX",
                    help="train on faces resized to each of these HR sizes, one size per step, chosen at "
                         "random (smaller sizes zoom out: more of a face per pixel, as in CelebA's framing)")
+    p.add_argument("--canvas", type=int, default=0, metavar="PX",
+                   help="tile faces of --hr-sizes smaller than this into PX-wide mosaics, cropped at random "
+                        "and degraded as a whole, so small faces sit among other content (0: off)")
+    p.add_argument("--rotate", action=argparse.BooleanOptionalAction, default=True,
+                   help="augment with 90-degree rotations as well as flips (--no-rotate keeps faces "
+                        "upright, as aligned test faces are: the model need not learn four orientations)")
     p.add_argument("--val-count", type=int, default=200, help="faces held out for validation")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--ckpt-every", type=int, default=200)
@@ -63,8 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args = p.parse_args(argv)
     if not args.out:
         p.error("--out is required")
-    if any(px % 8 for px in args.hr_sizes):
-        p.error("--hr-sizes must be multiples of 8")
+    if any(px % 8 for px in [*args.hr_sizes, args.canvas]):
+        p.error("--hr-sizes and --canvas must be multiples of 8")
     if args.batch % args.accum:
         p.error("--batch must be a multiple of --accum")
     return args
@@ -178,7 +184,10 @@ def train(args: argparse.Namespace) -> Path:
             for i in range(args.accum):
                 # one size draws nothing, so single-size runs keep the random stream they always had
                 data = sizes[int(torch.randint(len(sizes), (1,), generator=gen))] if len(sizes) > 1 else sizes[0]
-                lr_img, hr_img = data.sample(micro, gen)
+                if data.hr.shape[-1] < args.canvas:
+                    lr_img, hr_img = data.sample_mosaic(micro, gen, args.canvas, rotate=args.rotate)
+                else:
+                    lr_img, hr_img = data.sample(micro, gen, rotate=args.rotate)
                 lr_img, hr_img = lr_img.to(device), hr_img.to(device)
                 sync = net.no_sync() if distributed and i < args.accum - 1 else contextlib.nullcontext()
                 with sync, autocast:

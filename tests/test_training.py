@@ -55,6 +55,27 @@ def test_zoomed_out_faces_are_the_resized_face_then_degraded(few_faces):
     assert np.array_equal(pairs.lr[0].permute(1, 2, 0).numpy(), np.asarray(hr.resize((16, 16), Image.BICUBIC)))
 
 
+def test_mosaics_tile_whole_faces_and_are_degraded_as_one_image():
+    # 40 "faces" of one flat grey level each, so that the tiling can be read back from the pixels
+    hr = torch.arange(1, 41, dtype=torch.uint8).mul(6).view(40, 1, 1, 1).expand(40, 3, 64, 64).contiguous()
+    pairs = FacePairs(hr, hr[:, :, ::8, ::8].contiguous(), scale=8)
+    lr, mosaic = pairs.sample_mosaic(6, torch.Generator().manual_seed(0), canvas=128)
+    assert lr.shape == (6, 3, 16, 16) and mosaic.shape == (6, 3, 128, 128)
+    offsets = set()
+    for low, high in zip(lr, mosaic):
+        img = (high * 255).round().byte().permute(1, 2, 0).numpy()
+        expected = np.asarray(Image.fromarray(img).resize((16, 16), Image.BICUBIC))
+        assert np.array_equal((low * 255).round().byte().permute(1, 2, 0).numpy(), expected)
+        grey = img[..., 0].astype(int)
+        assert set(np.unique(grey)) <= set(range(6, 241, 6))
+        # whole 64-pixel faces: the level changes only on one column (and one row) out of every 64
+        cols = {x % 64 for x in np.nonzero((np.diff(grey, axis=1) != 0).any(0))[0]}
+        rows = {y % 64 for y in np.nonzero((np.diff(grey, axis=0) != 0).any(1))[0]}
+        assert len(cols) == 1 and len(rows) == 1
+        offsets.add((rows.pop(), cols.pop()))
+    assert len(offsets) > 1  # cropped at random offsets
+
+
 def test_faces_of_any_size_are_centre_cropped(tmp_path):
     Image.new("RGB", (300, 200), (200, 10, 10)).save(tmp_path / "wide.png")
     pairs = FacePairs.from_files(image_files(tmp_path), scale=8, progress=False)
@@ -109,7 +130,8 @@ def test_a_few_steps_lower_the_loss(few_faces, tmp_path):
 
 def test_resume_after_kill_gives_the_same_weights(few_faces, tmp_path):
     common = ["--preset", "light-x8", "--data", str(few_faces), "--steps", "8", "--batch", "4",
-              "--val-count", "8", "--val-every", "4", "--ckpt-every", "2", "--seed", "3", "--hr-sizes", "128", "64"]
+              "--val-count", "8", "--val-every", "4", "--ckpt-every", "2", "--seed", "3", "--hr-sizes", "128", "64",
+              "--canvas", "128"]
     whole = run_train([*common, "--out", str(tmp_path / "whole")])
     assert whole.returncode == 0, whole.stderr
 
