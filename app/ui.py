@@ -51,7 +51,9 @@ def build_app() -> gr.Blocks:
                                 value=cb.SIMULATE, label="Mode")
                 crop = gr.Radio([("Find the face", cb.FACE), ("Centre square", cb.CENTRE)], value=cb.FACE,
                                 label="Crop")
-                ensemble = gr.Checkbox(False, label="Self-ensemble (GVTNet+: mean over 8 flips, 8x slower)")
+                ensemble = gr.Checkbox(False, label="Self-ensemble (GVTNet+: mean over 8 flips, 8x slower)",
+                                       info="Helps models trained on rotated faces (the paper's); the shipped "
+                                            "weights were trained upright and gain nothing from it.")
             with gr.Column(scale=3):
                 with gr.Tabs():
                     with gr.Tab("Restore"):
