@@ -94,9 +94,8 @@ class FacePairs(torch.utils.data.Dataset):
         grid = tiles.view(batch, k, k, 3, px, px).permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, k * px, k * px)
         offsets = torch.randint(k * px - canvas + 1, (batch, 2), generator=generator).tolist()
         hr = torch.stack([grid[i, :, y:y + canvas, x:x + canvas] for i, (y, x) in enumerate(offsets)])
-        lr = torch.stack([torch.from_numpy(np.array(degrade(Image.fromarray(h.permute(1, 2, 0).numpy()),
-                                                              self.scale))).permute(2, 0, 1) for h in hr])
-        return lr.float() / 255, hr.float() / 255
+        lr = np.stack([np.asarray(degrade(Image.fromarray(h), self.scale)) for h in hr.permute(0, 2, 3, 1).numpy()])
+        return torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255, hr.float() / 255
 
     def _pick(self, batch: int, generator: torch.Generator, augment: bool, rotate: bool):
         idx = torch.randint(len(self), (batch,), generator=generator)
