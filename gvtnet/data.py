@@ -90,22 +90,23 @@ class FacePairs(torch.utils.data.Dataset):
         """
         px = self.hr.shape[-1]
         k = canvas // px + 1
-        _, tiles = self._pick(batch * k * k, generator, True, rotate)
+        (tiles,) = self._pick(batch * k * k, generator, True, rotate, with_lr=False)
         grid = tiles.view(batch, k, k, 3, px, px).permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, k * px, k * px)
         offsets = torch.randint(k * px - canvas + 1, (batch, 2), generator=generator).tolist()
         hr = torch.stack([grid[i, :, y:y + canvas, x:x + canvas] for i, (y, x) in enumerate(offsets)])
         lr = np.stack([np.asarray(degrade(Image.fromarray(h), self.scale)) for h in hr.permute(0, 2, 3, 1).numpy()])
         return torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255, hr.float() / 255
 
-    def _pick(self, batch: int, generator: torch.Generator, augment: bool, rotate: bool):
+    def _pick(self, batch: int, generator: torch.Generator, augment: bool, rotate: bool, with_lr: bool = True):
+        """(LR, HR) uint8 faces drawn at random and augmented alike; only (HR,) where the caller degrades
+        its own LR (mosaics), with the same random draws either way."""
         idx = torch.randint(len(self), (batch,), generator=generator)
-        lr, hr = self.lr[idx], self.hr[idx]
+        faces = (self.lr[idx], self.hr[idx]) if with_lr else (self.hr[idx],)
         if augment:
             flips = torch.randint(2, (batch,), generator=generator).tolist()
             turns = torch.randint(4, (batch,), generator=generator).tolist() if rotate else [0] * batch
-            lr = torch.stack([_augment(x, f, t) for x, f, t in zip(lr, flips, turns)])
-            hr = torch.stack([_augment(x, f, t) for x, f, t in zip(hr, flips, turns)])
-        return lr, hr
+            faces = tuple(torch.stack([_augment(x, f, t) for x, f, t in zip(stack, flips, turns)]) for stack in faces)
+        return faces
 
 
 def _augment(x: torch.Tensor, flip: int, turns: int) -> torch.Tensor:
