@@ -53,7 +53,7 @@ def build_app() -> gr.Blocks:
                                 label="Crop")
                 ensemble = gr.Checkbox(False, label="Self-ensemble (GVTNet+: mean over 8 flips, 8x slower)",
                                        info="Helps models trained on rotated faces (the paper's); the shipped "
-                                            "weights were trained upright and gain nothing from it.")
+                                            "weights were trained upright and come out slightly worse with it.")
             with gr.Column(scale=3):
                 with gr.Tabs():
                     with gr.Tab("Restore"):
