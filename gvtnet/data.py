@@ -47,6 +47,11 @@ def _load(path: Path, scale: int, hr_size: int):
     return np.asarray(hr), np.asarray(lr)
 
 
+def _as_batch(images) -> torch.Tensor:
+    """(H, W, 3) uint8 arrays or PIL images -> one (N, 3, H, W) uint8 tensor."""
+    return torch.from_numpy(np.stack([np.asarray(im) for im in images])).permute(0, 3, 1, 2).contiguous()
+
+
 @dataclass
 class FacePairs(torch.utils.data.Dataset):
     """HR (N, 3, S, S) and LR (N, 3, S/scale, S/scale) uint8 tensors; `skipped` counts unreadable files."""
@@ -64,8 +69,7 @@ class FacePairs(torch.utils.data.Dataset):
         pairs = [r for r in results if r is not None]
         if not pairs:
             raise ValueError("none of the images could be read")
-        hr = torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2).contiguous()
-        lr = torch.from_numpy(np.stack([p[1] for p in pairs])).permute(0, 3, 1, 2).contiguous()
+        hr, lr = _as_batch(p[0] for p in pairs), _as_batch(p[1] for p in pairs)
         return cls(hr, lr, scale, skipped=len(files) - len(pairs))
 
     def __len__(self) -> int:
@@ -94,8 +98,8 @@ class FacePairs(torch.utils.data.Dataset):
         grid = tiles.view(batch, k, k, 3, px, px).permute(0, 3, 1, 4, 2, 5).reshape(batch, 3, k * px, k * px)
         offsets = torch.randint(k * px - canvas + 1, (batch, 2), generator=generator).tolist()
         hr = torch.stack([grid[i, :, y:y + canvas, x:x + canvas] for i, (y, x) in enumerate(offsets)])
-        lr = np.stack([np.asarray(degrade(Image.fromarray(h), self.scale)) for h in hr.permute(0, 2, 3, 1).numpy()])
-        return torch.from_numpy(lr).permute(0, 3, 1, 2).float() / 255, hr.float() / 255
+        lr = _as_batch(degrade(Image.fromarray(h), self.scale) for h in hr.permute(0, 2, 3, 1).numpy())
+        return lr.float() / 255, hr.float() / 255
 
     def _pick(self, batch: int, generator: torch.Generator, augment: bool, rotate: bool, with_lr: bool = True):
         """(LR, HR) uint8 faces drawn at random and augmented alike; only (HR,) where the caller degrades
@@ -105,7 +109,8 @@ class FacePairs(torch.utils.data.Dataset):
         if augment:
             flips = torch.randint(2, (batch,), generator=generator).tolist()
             turns = torch.randint(4, (batch,), generator=generator).tolist() if rotate else [0] * batch
-            faces = tuple(torch.stack([_augment(x, f, t) for x, f, t in zip(stack, flips, turns)]) for stack in faces)
+            faces = tuple(torch.stack([_augment(x, f, t) for x, f, t in zip(stack, flips, turns)])
+                          for stack in faces)
         return faces
 
 
