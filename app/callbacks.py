@@ -99,9 +99,10 @@ def prepare(path: str | None, scale: int, mode: str, crop: str) -> tuple[Image.I
     return None, square, notices
 
 
-def sr_image(model: GVTNet, lr: Image.Image, self_ensemble: bool = False) -> Image.Image:
-    """The model's restoration of `lr`, grayscale if `lr` is."""
-    out = super_resolve(model, to_tensor(lr), self_ensemble)
+def sr_image(model: GVTNet, lr: Image.Image, ensemble: str | None = None) -> Image.Image:
+    """The model's restoration of `lr` (averaged over an `ensemble` of gvtnet.infer.ENSEMBLES, if given),
+    grayscale if `lr` is."""
+    out = super_resolve(model, to_tensor(lr), ensemble)
     return to_image(out, "L" if lr.mode == "L" else "RGB")
 
 
@@ -109,7 +110,7 @@ def sr_image(model: GVTNet, lr: Image.Image, self_ensemble: bool = False) -> Ima
 # 1. Restore
 
 
-def restore(path, scale, mode, crop, self_ensemble, preset, custom: GVTNet | None) -> Session:
+def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None) -> Session:
     """A new session for the uploaded face: restored by the session's GVTNet (an uploaded checkpoint, else
     the shipped preset), by bicubic, and by the shipped SwinIR baseline where there is one."""
     model = custom if custom is not None else MODELS.gvtnet(preset, int(scale))
@@ -121,8 +122,8 @@ def restore(path, scale, mode, crop, self_ensemble, preset, custom: GVTNet | Non
     h, w = lr.height * scale, lr.width * scale
     return Session(
         hr=hr, lr=lr, scale=scale, model=model, baseline_model=baseline_model,
-        sr=sr_image(model, lr, self_ensemble), bicubic=bicubic_upscale(lr, scale),
-        baseline=sr_image(baseline_model, lr, self_ensemble) if baseline_model is not None else None,
+        sr=sr_image(model, lr, ensemble), bicubic=bicubic_upscale(lr, scale),
+        baseline=sr_image(baseline_model, lr, ensemble) if baseline_model is not None else None,
         query=(lr.height // 2, lr.width // 2), lam_centre=(h // 2, w // 2), notices=notices,
     )
 

@@ -51,9 +51,11 @@ def build_app() -> gr.Blocks:
                                 value=cb.SIMULATE, label="Mode")
                 crop = gr.Radio([("Find the face", cb.FACE), ("Centre square", cb.CENTRE)], value=cb.FACE,
                                 label="Crop")
-                ensemble = gr.Checkbox(False, label="Self-ensemble (GVTNet+: mean over 8 flips, 8x slower)",
-                                       info="Helps models trained on rotated faces (the paper's); the shipped "
-                                            "weights were trained upright and come out slightly worse with it.")
+                ensemble = gr.Radio([("Off", ""), ("Mirror: the face and its mirror image, 2x slower", "flip"),
+                                     ("8 flips/transposes (the paper's GVTNet+), 8x slower", "d8")],
+                                    value="", label="Self-ensemble",
+                                    info="Averages restorations of transformed copies. The shipped weights were "
+                                         "trained upright: the mirror helps them, the 8-fold one does not.")
             with gr.Column(scale=3):
                 with gr.Tabs():
                     with gr.Tab("Restore"):

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .data import FacePairs, image_files
 from .images import bicubic_upscale
-from .infer import super_resolve, to_uint8
+from .infer import add_ensemble_option, super_resolve, to_uint8
 from .metrics import psnr, ssim
 from .weights import load_model
 
@@ -31,7 +31,7 @@ def score(sr: np.ndarray, hr: np.ndarray, crop: int = 0) -> dict[str, float]:
 
 
 @torch.no_grad()
-def evaluate_pairs(model: torch.nn.Module | None, pairs: FacePairs, crop: int = 0, self_ensemble: bool = False,
+def evaluate_pairs(model: torch.nn.Module | None, pairs: FacePairs, crop: int = 0, ensemble: str | None = None,
                    batch: int = 16, progress: bool = False) -> dict[str, float]:
     """Mean metrics of `model` (None: PIL bicubic) on the pairs."""
     hr = pairs.hr.permute(0, 2, 3, 1).numpy()
@@ -44,7 +44,7 @@ def evaluate_pairs(model: torch.nn.Module | None, pairs: FacePairs, crop: int = 
         outs = []
         for i in tqdm(range(0, len(pairs), batch), desc="evaluating", disable=not progress, leave=False):
             lr = pairs.lr[i : i + batch].float().div(255).to(device)
-            outs.append(to_uint8(super_resolve(model, lr, self_ensemble).cpu()))
+            outs.append(to_uint8(super_resolve(model, lr, ensemble).cpu()))
         sr = np.concatenate(outs)
     return score(sr, hr, crop)
 
@@ -55,7 +55,7 @@ def main(argv=None):
     p.add_argument("--data", nargs="+", type=Path, required=True, help="folders of HR test faces")
     p.add_argument("--scale", type=int, help="scale for a bicubic-only table (default: the weights')")
     p.add_argument("--crop", type=int, default=0, help="border pixels ignored (the paper's configs: scale)")
-    p.add_argument("--self-ensemble", action="store_true")
+    add_ensemble_option(p)
     p.add_argument("--limit", type=int, default=0, help="use only the first N faces of each folder")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
@@ -68,8 +68,9 @@ def main(argv=None):
             pairs = FacePairs.from_files(files, scale)
             rows = [("bicubic", None)] + [(n, m) for n, m in models if m.cfg.upscale == scale]
             for name, model in rows:
-                label = name + ("+" if args.self_ensemble and model is not None else "")
-                m = evaluate_pairs(model, pairs, args.crop, args.self_ensemble and model is not None, progress=True)
+                ensemble = args.self_ensemble if model is not None else None
+                label = name + {None: "", "d8": "+", "flip": "+flip"}[ensemble]
+                m = evaluate_pairs(model, pairs, args.crop, ensemble, progress=True)
                 results.append({"data": folder.name, "scale": scale, "method": label, "faces": len(pairs), **m})
     print("| data | scale | method | PSNR-Y | SSIM-Y | PSNR-RGB | SSIM-RGB |")
     print("|---|---|---|---|---|---|---|")

@@ -15,8 +15,14 @@ from tqdm import tqdm
 from .images import ImageError, open_image
 from .weights import load_model
 
-# The eight flips/transposes of the dihedral group, as (transpose, flip_h, flip_w).
-_DIHEDRAL = [(t, fh, fw) for t in (False, True) for fh in (False, True) for fw in (False, True)]
+# Self-ensembles as lists of (transpose, flip_h, flip_w). "d8": the eight flips/transposes of the dihedral
+# group (the paper's GVTNet+), for models trained on rotated faces. "flip": the face and its mirror image,
+# for models trained upright with left-right flips only (the shipped weights), to which a transposed face
+# is out of distribution.
+ENSEMBLES = {
+    "flip": [(False, False, False), (False, False, True)],
+    "d8": [(t, fh, fw) for t in (False, True) for fh in (False, True) for fw in (False, True)],
+}
 
 
 def _apply(x: torch.Tensor, t: bool, fh: bool, fw: bool) -> torch.Tensor:
@@ -32,12 +38,14 @@ def _undo(x: torch.Tensor, t: bool, fh: bool, fw: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def super_resolve(model: torch.nn.Module, lr: torch.Tensor, self_ensemble: bool = False) -> torch.Tensor:
-    """(N, 3, h, w) in [0, 1] -> (N, 3, s*h, s*w) clamped to [0, 1]. With self_ensemble the mean over the
-    eight flipped/transposed inputs (the paper's "GVTNet+")."""
-    if not self_ensemble:
+def super_resolve(model: torch.nn.Module, lr: torch.Tensor, ensemble: str | None = None) -> torch.Tensor:
+    """(N, 3, h, w) in [0, 1] -> (N, 3, s*h, s*w) clamped to [0, 1]. With an `ensemble` of ENSEMBLES, the
+    mean of the restorations of its flipped/transposed inputs, each transformed back."""
+    if not ensemble:
         return model(lr).clamp(0, 1)
-    outs = [_undo(model(_apply(lr, *g)), *g) for g in _DIHEDRAL]
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"unknown self-ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
+    outs = [_undo(model(_apply(lr, *g)), *g) for g in ENSEMBLES[ensemble]]
     return torch.stack(outs).mean(0).clamp(0, 1)
 
 
@@ -57,13 +65,19 @@ def to_image(x: torch.Tensor, mode: str = "RGB") -> Image.Image:
     return Image.fromarray(to_uint8(x)[0]).convert(mode)
 
 
-def upscale(model: torch.nn.Module, image, self_ensemble: bool = False) -> Image.Image:
+def upscale(model: torch.nn.Module, image, ensemble: str | None = None) -> Image.Image:
     """Super-resolve a PIL image or array of any mode (RGBA, grayscale, 16-bit, EXIF-rotated); returns
     a PIL image, grayscale if the input was."""
     img = open_image(image)
     device = next(model.parameters()).device
-    out = super_resolve(model.eval(), to_tensor(img).to(device), self_ensemble)
+    out = super_resolve(model.eval(), to_tensor(img).to(device), ensemble)
     return to_image(out, "L" if img.mode == "L" else "RGB")
+
+
+def add_ensemble_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--self-ensemble", nargs="?", const="d8", choices=list(ENSEMBLES),
+                   help="average over the face and its mirror image (flip), or over all 8 flips/transposes "
+                        "(d8, the paper's GVTNet+; the default when the flag has no value)")
 
 
 def main(argv=None):
@@ -72,7 +86,7 @@ def main(argv=None):
     p.add_argument("--weights", required=True, type=Path)
     p.add_argument("--preset", help="preset of a released-code checkpoint (default: inferred)")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/transposes (GVTNet+)")
+    add_ensemble_option(p)
     args = p.parse_args(argv)
     model = load_model(args.weights, args.preset)
     args.out.mkdir(parents=True, exist_ok=True)

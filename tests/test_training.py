@@ -20,6 +20,7 @@ from skimage.metrics import peak_signal_noise_ratio
 import gvtnet
 from gvtnet.data import FacePairs, image_files, split_files
 from gvtnet.evaluate import evaluate_pairs
+from gvtnet.infer import super_resolve
 from conftest import ASSETS, ROOT, need
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -195,6 +196,34 @@ def test_bicubic_row_equals_direct_scikit_image(celeba_test):
         y = [rgb2ycbcr(np.asarray(im))[..., 0] for im in (hr, up)]
         direct.append(peak_signal_noise_ratio(y[0], y[1], data_range=255))
     assert ours["psnr_y"] == pytest.approx(np.mean(direct), abs=1e-9)
+
+
+class _Upsample(torch.nn.Module):
+    """x4 nearest upsampling (equivariant to every flip and transpose) plus a fixed `bias` image, which
+    is not: an ensemble's mean over the transforms must undo each one exactly."""
+
+    def __init__(self, bias):
+        super().__init__()
+        self.register_buffer("bias", bias)
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest") + self.bias
+
+
+@pytest.mark.parametrize("ensemble", [None, "flip", "d8"])
+def test_self_ensembles_average_over_their_transforms(ensemble):
+    lr = torch.rand(2, 3, 6, 6, generator=torch.Generator().manual_seed(0)) * 0.5
+    ramp = torch.linspace(0, 0.4, 24).expand(24, 24)  # brighter to the right
+    out = super_resolve(_Upsample(ramp), lr, ensemble)
+    up = torch.nn.functional.interpolate(lr, scale_factor=4, mode="nearest")
+    mirrored = (ramp + ramp.flip(-1)) / 2
+    expected = {None: ramp, "flip": mirrored, "d8": (mirrored + mirrored.T) / 2}[ensemble]
+    torch.testing.assert_close(out, up + expected, rtol=0, atol=1e-6)
+
+
+def test_unknown_self_ensemble_is_a_clear_error():
+    with pytest.raises(ValueError, match="flip, d8"):
+        super_resolve(_Upsample(torch.zeros(24, 24)), torch.zeros(1, 3, 6, 6), "rot90")
 
 
 @pytest.mark.parametrize("name,scale", [("gvtnet-light-x4", 4), ("gvtnet-light-x8", 8),
