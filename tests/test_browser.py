@@ -1,6 +1,6 @@
 """End to end in headless Chromium (Debian's, driven by Playwright): the page loads, an example restores,
-the graph follows the threshold slider, LAM reports a diffusion index, and two visitors keep their own
-results. Screenshots go to test-artifacts/."""
+choosing the mirror self-ensemble restores it again, the graph follows the threshold slider, LAM reports a
+diffusion index, and two visitors keep their own results. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import time
@@ -62,6 +62,11 @@ def test_restore_graph_and_lam(browser, app_url):
     assert src.endswith(".png")
     settle(page)
     page.screenshot(path=ARTIFACTS / "browser-1-restored.png", full_page=True)
+
+    page.get_by_label("Mirror", exact=False).check()  # the face is restored again
+    page.wait_for_function("old => { const i = document.querySelector('#sr img'); "
+                           "return i && i.src && i.src !== old; }", arg=src, timeout=SLOW)
+    settle(page)
 
     page.get_by_role("tab", name="Neighbour graph").click()
     stats = page.locator("#graph-stats")
