@@ -67,7 +67,7 @@ def to_image(x: torch.Tensor, mode: str = "RGB") -> Image.Image:
 
 def upscale(model: torch.nn.Module, image, ensemble: str | None = None) -> Image.Image:
     """Super-resolve a PIL image or array of any mode (RGBA, grayscale, 16-bit, EXIF-rotated); returns
-    a PIL image, grayscale if the input was."""
+    a PIL image, grayscale if the input was. `ensemble`: as in super_resolve."""
     img = open_image(image)
     device = next(model.parameters()).device
     out = super_resolve(model.eval(), to_tensor(img).to(device), ensemble)
