@@ -42,13 +42,18 @@ def settle(page):
                            ".every(e => e.classList.contains('hide'))", timeout=SLOW)
 
 
+def new_restoration(page, old: str | None) -> str:
+    """Wait until the GVTNet restoration shows an image other than `old`; returns its src."""
+    page.wait_for_function("old => { const i = document.querySelector('#sr img'); "
+                           "return i && i.src && i.src !== old; }", arg=old, timeout=SLOW)
+    return page.locator("#sr img").get_attribute("src")
+
+
 def pick_example(page, index: int) -> str:
     """Click example `index`; returns the src of the GVTNet restoration once it shows."""
     old = page.locator("#sr img").get_attribute("src") if page.locator("#sr img").count() else None
     page.locator("button.gallery-item").nth(index).click()
-    page.wait_for_function("old => { const i = document.querySelector('#sr img'); "
-                           "return i && i.src && i.src !== old; }", arg=old, timeout=SLOW)
-    return page.locator("#sr img").get_attribute("src")
+    return new_restoration(page, old)
 
 
 def test_restore_graph_and_lam(browser, app_url):
@@ -64,8 +69,7 @@ def test_restore_graph_and_lam(browser, app_url):
     page.screenshot(path=ARTIFACTS / "browser-1-restored.png", full_page=True)
 
     page.get_by_label("Mirror", exact=False).check()  # the face is restored again
-    page.wait_for_function("old => { const i = document.querySelector('#sr img'); "
-                           "return i && i.src && i.src !== old; }", arg=src, timeout=SLOW)
+    new_restoration(page, src)
     settle(page)
 
     page.get_by_role("tab", name="Neighbour graph").click()
