@@ -55,6 +55,9 @@ class GVTNetConfig:
     # 'post_softmax': softmax(qk + bias) * A (released); 'mask': softmax over neighbours only.
     adjacency_mode: Literal["post_softmax", "mask"] = "post_softmax"
     graph_qk_scale: bool = False  # scale q by head_dim^-0.5 in the graph layer (the paper's text)
+    # False switches the graph off at inference: every edge kept (the identity is still added, as
+    # released), so the same weights can be seen with and without their graph.
+    use_graph: bool = True
     # Reconstruction: 'pixelshuffle' (conv to 64 channels, log2(s) x [conv, shuffle 2], conv) or
     # 'pixelshuffledirect' (one conv and one shuffle, SwinIR's lightweight head).
     upsampler: Literal["pixelshuffle", "pixelshuffledirect"] = "pixelshuffle"
@@ -303,6 +306,8 @@ class Group(nn.Module):
         x = torch.roll(x, (-shift, -shift), dims=(1, 2)) if shift else x
         z = node_features(x.detach(), cfg.num_heads, cfg.window_size)
         adj, dist = adjacency(z, cfg.threshold, cfg.minkowski_p, cfg.neighbour_rule, cfg.distance_basis)
+        if not cfg.use_graph:
+            adj = torch.ones_like(adj)
         if self.record is not None:
             self.record.append({"shift": shift, "size": tuple(x.shape[1:3]), "node_features": z,
                                 "distance": dist, "adjacency": adj})
@@ -403,7 +408,7 @@ class GVTNet(nn.Module):
 
     # Config fields that change what the network computes but not its weights.
     GRAPH_FIELDS = ("threshold", "minkowski_p", "neighbour_rule", "distance_basis", "adjacency_mode",
-                    "graph_qk_scale")
+                    "graph_qk_scale", "use_graph")
 
     def variant(self, **changes) -> "GVTNet":
         """The same weights (shared, not copied) under other graph settings, e.g. a new threshold. The

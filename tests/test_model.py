@@ -140,3 +140,18 @@ def test_flops_report_matches_torch_flop_counter(preset, size):
     with torch.no_grad(), counter:
         model(torch.rand(1, 3, size, size))
     assert model.flops(size, size) == pytest.approx(counter.get_total_flops(), rel=0.01)
+
+
+def test_graph_off_keeps_every_edge():
+    """use_graph=False is the same weights with every edge kept: an all-ones adjacency, and the output of
+    a threshold so high (2 x the row maximum) that no pair is cut."""
+    model = perturbed("light-x4", std=0.2)
+    x = torch.rand(1, 3, 24, 24)
+    off = model.variant(use_graph=False)
+    with torch.no_grad(), gvtnet.capture(off) as cap:
+        out = off(x)
+    for records in cap.groups:
+        assert all(torch.equal(r["adjacency"], torch.ones_like(r["adjacency"])) for r in records)
+    with torch.no_grad():
+        assert torch.allclose(out, model.variant(threshold=2.0)(x), atol=1e-6)
+        assert not torch.allclose(out, model(x), atol=1e-4)  # the graph does cut edges at T = 0.85
