@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from scipy.stats import gaussian_kde
 
 from gvtnet.images import bicubic_upscale
-from gvtnet.infer import to_image
+from gvtnet.inference import to_image
 
 
 @dataclass

@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from gvtnet.images import bicubic_upscale, center_square, degrade, open_image
-from gvtnet.infer import to_image, to_tensor
+from gvtnet.inference import to_image, to_tensor
 from gvtnet.metrics import psnr
 from gvtnet.weights import describe, load_model
 

@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from plotly.subplots import make_subplots
 
 from gvtnet.capture import capture
-from gvtnet.infer import to_image
+from gvtnet.inference import to_image
 from gvtnet.metrics import psnr
 
 from .graphs import edge_density

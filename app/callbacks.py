@@ -22,7 +22,7 @@ from analysis import graphs, lam, threshold
 from gvtnet import GVTNet
 from gvtnet.faces import find_face
 from gvtnet.images import HR_SIZE, ImageError, bicubic_upscale, center_square, degrade, open_image
-from gvtnet.infer import super_resolve, to_image, to_tensor
+from gvtnet.inference import super_resolve, to_image, to_tensor
 from gvtnet.metrics import psnr, ssim
 from gvtnet.weights import CheckpointError, describe, load_model
 
@@ -100,7 +100,7 @@ def prepare(path: str | None, scale: int, mode: str, crop: str) -> tuple[Image.I
 
 
 def sr_image(model: GVTNet, lr: Image.Image, ensemble: str | None = None) -> Image.Image:
-    """The model's restoration of `lr` (averaged over an `ensemble` of gvtnet.infer.ENSEMBLES, if given),
+    """The model's restoration of `lr` (averaged over an `ensemble` of gvtnet.inference.ENSEMBLES, if given),
     grayscale if `lr` is."""
     out = super_resolve(model, to_tensor(lr), ensemble)
     return to_image(out, "L" if lr.mode == "L" else "RGB")

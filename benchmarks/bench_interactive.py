@@ -29,7 +29,7 @@ def main():
     from analysis import lam
     from app import callbacks as cb
     from app.state import MODELS
-    from gvtnet.infer import to_tensor
+    from gvtnet.inference import to_tensor
 
     torch.set_num_threads(args.threads)
     MODELS.preload()

@@ -1,6 +1,6 @@
 """GVTNet for face super-resolution: model, weights, inference, training and evaluation."""
 from .capture import Capture, capture
-from .infer import super_resolve, upscale
+from .inference import super_resolve, upscale
 from .model import GVTNet, GVTNetConfig
 from .presets import PRESETS, build_model
 from .weights import CheckpointError, load_model, save_model

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .data import FacePairs, image_files
 from .images import bicubic_upscale
-from .infer import add_ensemble_option, super_resolve, to_uint8
+from .inference import add_ensemble_option, super_resolve, to_uint8
 from .metrics import psnr, ssim
 from .weights import load_model
 

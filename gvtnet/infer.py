@@ -1,4 +1,4 @@
-"""Inference: `upscale(model, image)` for any image, and a CLI.
+"""Super-resolve image files from the command line.
 
     python -m gvtnet.infer FILES... --weights assets/gvtnet-light-x4.safetensors --out DIR
 """
@@ -7,77 +7,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
 from tqdm import tqdm
 
-from .images import ImageError, open_image
+from .images import ImageError
+from .inference import add_ensemble_option, upscale
 from .weights import load_model
-
-# Self-ensembles as lists of (transpose, flip_h, flip_w). "d8": the eight flips/transposes of the dihedral
-# group (the paper's GVTNet+), for models trained on rotated faces. "flip": the face and its mirror image,
-# for models trained upright with left-right flips only (the shipped weights), to which a transposed face
-# is out of distribution.
-ENSEMBLES = {
-    "flip": [(False, False, False), (False, False, True)],
-    "d8": [(t, fh, fw) for t in (False, True) for fh in (False, True) for fw in (False, True)],
-}
-
-
-def _apply(x: torch.Tensor, t: bool, fh: bool, fw: bool) -> torch.Tensor:
-    x = x.transpose(-2, -1) if t else x
-    x = x.flip(-2) if fh else x
-    return x.flip(-1) if fw else x
-
-
-def _undo(x: torch.Tensor, t: bool, fh: bool, fw: bool) -> torch.Tensor:
-    x = x.flip(-1) if fw else x
-    x = x.flip(-2) if fh else x
-    return x.transpose(-2, -1) if t else x
-
-
-@torch.no_grad()
-def super_resolve(model: torch.nn.Module, lr: torch.Tensor, ensemble: str | None = None) -> torch.Tensor:
-    """(N, 3, h, w) in [0, 1] -> (N, 3, s*h, s*w) clamped to [0, 1]. With an `ensemble` of ENSEMBLES, the
-    mean of the restorations of its flipped/transposed inputs, each transformed back."""
-    if not ensemble:
-        return model(lr).clamp(0, 1)
-    if ensemble not in ENSEMBLES:
-        raise ValueError(f"unknown self-ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
-    outs = [_undo(model(_apply(lr, *g)), *g) for g in ENSEMBLES[ensemble]]
-    return torch.stack(outs).mean(0).clamp(0, 1)
-
-
-def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB or L -> (1, 3, h, w) float in [0, 1]."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8, rounded as a saved PNG would be."""
-    return (x.detach().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def to_image(x: torch.Tensor, mode: str = "RGB") -> Image.Image:
-    """(1, 3, H, W) in [0, 1] -> PIL image of `mode` ('RGB', or 'L' to keep a gray face gray)."""
-    return Image.fromarray(to_uint8(x)[0]).convert(mode)
-
-
-def upscale(model: torch.nn.Module, image, ensemble: str | None = None) -> Image.Image:
-    """Super-resolve a PIL image or array of any mode (RGBA, grayscale, 16-bit, EXIF-rotated); returns
-    a PIL image, grayscale if the input was. `ensemble`: as in super_resolve."""
-    img = open_image(image)
-    device = next(model.parameters()).device
-    out = super_resolve(model.eval(), to_tensor(img).to(device), ensemble)
-    return to_image(out, "L" if img.mode == "L" else "RGB")
-
-
-def add_ensemble_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--self-ensemble", nargs="?", const="d8", choices=list(ENSEMBLES),
-                   help="average over the face and its mirror image (flip), or over all 8 flips/transposes "
-                        "(d8, the paper's GVTNet+; the default when the flag has no value)")
 
 
 def main(argv=None):

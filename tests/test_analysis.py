@@ -17,7 +17,7 @@ from analysis import attention, graphs, threshold
 from analysis.inspection import node_centres, node_index_map
 from gvtnet.graph import adjacency, node_features
 from gvtnet.images import degrade
-from gvtnet.infer import to_tensor
+from gvtnet.inference import to_tensor
 from gvtnet.model import GVTNet, to_windows
 from gvtnet.weights import infer_config, released_to_ours, save_model
 

@@ -11,7 +11,7 @@ from torch import nn
 import gvtnet
 from analysis import lam
 from gvtnet.images import bicubic_upscale, degrade
-from gvtnet.infer import to_image, to_tensor
+from gvtnet.inference import to_image, to_tensor
 
 
 @pytest.fixture(scope="module")

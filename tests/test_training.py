@@ -20,7 +20,7 @@ from skimage.metrics import peak_signal_noise_ratio
 import gvtnet
 from gvtnet.data import FacePairs, image_files, split_files
 from gvtnet.evaluate import evaluate_pairs
-from gvtnet.infer import super_resolve
+from gvtnet.inference import super_resolve
 from conftest import ASSETS, ROOT, need
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
