@@ -1,7 +1,8 @@
 """Table I at light scale: what the graph, the strided windows and the depthwise q/k/v each contribute.
 
-    python -m analysis.ablation train --workers 2        # every run, resumable (run it again to continue)
-    python -m analysis.ablation table --out docs/ABLATION.md
+    python -m analysis.ablation train --workers 2      # every run, resumable (run it again to continue)
+    python -m analysis.ablation evaluate               # score finished runs -> docs/ablation-results.json
+    python -m analysis.ablation table --write docs/ABLATION.md   # the table, from that file
 
 Every run trains a light x8 network from scratch with the same data, recipe, number of updates and seed
 (`RECIPE`); rows differ only in their config. Rows 1-3 are also trained with seeds 1 and 2, so that each
@@ -10,12 +11,21 @@ difference can be read against the spread between seeds.
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
+
+from gvtnet.data import FacePairs, image_files
+from gvtnet.evaluate import face_metrics, restore_pairs
+from gvtnet.model import GVTNetConfig
+from gvtnet.presets import preset_config
+from gvtnet.train import parse_overrides
+from gvtnet.weights import load_model
 
 
 @dataclass(frozen=True)
@@ -24,16 +34,22 @@ class Row:
     what: str
     preset: str
     overrides: tuple[str, ...] = ()  # `--set FIELD=VALUE` items
+    paper: float | None = None  # the paper's Table I (full-size models, CelebA x8, PSNR-Y)
+
+    def config(self) -> GVTNetConfig:
+        """The network this row trains, read exactly as `gvtnet.train --set` reads the overrides."""
+        return preset_config(self.preset, **parse_overrides(list(self.overrides)))
 
 
 ROWS = [
-    Row("swinir", "SwinIR light: contiguous windows, Linear q/k/v, no graph", "swinir-light-x8"),
+    Row("swinir", "SwinIR light: contiguous windows, Linear q/k/v, no graph", "swinir-light-x8", paper=27.83),
     Row("strided", "GVTNet without its graph: strided windows, per-group shift, depthwise q/k/v",
         "light-x8", ("block_pattern=S",)),
-    Row("gvtnet", "GVTNet light as shipped: (S,G) blocks, T = 0.85, p = inf", "light-x8"),
-    Row("all-graph", "all graph blocks (the paper's w/o STL)", "light-x8", ("block_pattern=G",)),
-    Row("no-dwconv", "GVTNet without depthwise q/k/v (the paper's w/o DW-conv)", "light-x8", ("dwconv=false",)),
-    Row("t075", "GVTNet with T = 0.75 (the paper's choice)", "light-x8", ("threshold=0.75",)),
+    Row("gvtnet", "GVTNet light as shipped: (S,G) blocks, T = 0.85, p = inf", "light-x8", paper=27.95),
+    Row("all-graph", "all graph blocks (the paper's w/o STL)", "light-x8", ("block_pattern=G",), paper=27.93),
+    Row("no-dwconv", "GVTNet without depthwise q/k/v (the paper's w/o DW-conv)", "light-x8", ("dwconv=false",),
+        paper=27.92),
+    Row("t075", "GVTNet with T = 0.75 (the paper's choice)", "light-x8", ("threshold=0.75",), paper=27.95),
 ]
 SEEDS = {"swinir": (0, 1, 2), "strided": (0, 1, 2), "gvtnet": (0, 1, 2)}
 # From scratch, on the shipped models' later recipe (upright mosaics of 96/80/64 px faces, see the model
@@ -89,6 +105,71 @@ def train(root: Path, data: str, workers: int) -> None:
     bar.close()
 
 
+def evaluate(root: Path, data: Path, results_path: Path) -> dict:
+    """Per-face Y-PSNR and SSIM-Y (all faces, no crop, as the model card) of every finished run not yet in
+    `results_path`, plus bicubic and the shipped GVTNet x8 the fine-tunes start from; saved after each."""
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    pairs = None
+    todo = [("bicubic", None), ("shipped-gvtnet", Path("assets/gvtnet-light-x8.safetensors"))]
+    todo += [(out.name, out / "model.safetensors") for _, out, _ in runs(root)]
+    for name, path in tqdm(todo, desc="evaluating runs"):
+        if name in results or (path is not None and not path.exists()):
+            continue
+        pairs = pairs or FacePairs.from_files(image_files(data), 8)
+        sr = restore_pairs(load_model(path) if path else None, pairs)
+        m = face_metrics(sr, pairs.hr.permute(0, 2, 3, 1).numpy())
+        results[name] = {"faces": len(pairs), "psnr_y": m[:, 2].round(4).tolist(), "ssim_y": m[:, 3].round(5).tolist()}
+        results_path.write_text(json.dumps(results))
+    return results
+
+
+def bootstrap_interval(d: np.ndarray, samples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of d (n,)."""
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), (samples, len(d)))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def table(results: dict) -> str:
+    """The Markdown table of every row with at least one finished run, from `evaluate`'s results.
+
+    Per row: mean PSNR-Y and SSIM-Y over its seeds (with the range between seeds); the paired per-face
+    difference from GVTNet at seed 0 with a bootstrap 95% interval over faces."""
+    psnr = {k: np.array(v["psnr_y"]) for k, v in results.items()}
+    ssim = {k: np.array(v["ssim_y"]) for k, v in results.items()}
+    lines = ["| row | network | seeds | PSNR-Y (dB) | seed range | SSIM-Y | vs GVTNet, seed 0 (95% CI over faces) "
+             "| paper's Table I |",
+             "|---|---|---|---|---|---|---|---|"]
+    if "bicubic" in psnr:
+        lines.append(f"| | bicubic | | {psnr['bicubic'].mean():.3f} | | {ssim['bicubic'].mean():.4f} | | |")
+    for i, row in enumerate(ROWS, start=1):
+        names = [f"{row.name}-s{s}" for s in SEEDS.get(row.name, (0,)) if f"{row.name}-s{s}" in psnr]
+        if not names:
+            lines.append(f"| {i} | {row.what} | (not trained yet) | | | | | {row.paper or ''} |")
+            continue
+        means = [psnr[n].mean() for n in names]
+        spread = f"{min(means):.3f}-{max(means):.3f}" if len(means) > 1 else ""
+        vs = ""
+        if f"{row.name}-s0" in psnr and "gvtnet-s0" in psnr and row.name != "gvtnet":
+            d = psnr[f"{row.name}-s0"] - psnr["gvtnet-s0"]
+            lo, hi = bootstrap_interval(d)
+            vs = f"{d.mean():+.3f} ({lo:+.3f} to {hi:+.3f})"
+        lines.append(f"| {i} | {row.what} | {len(names)} | {np.mean(means):.3f} | {spread} | "
+                     f"{np.mean([ssim[n].mean() for n in names]):.4f} | {vs} | {row.paper or ''} |")
+    return "\n".join(lines)
+
+
+MARKERS = ("<!-- ablation table: made by `python -m analysis.ablation table --write docs/ABLATION.md` -->",
+           "<!-- end of table -->")
+
+
+def write_table(doc: Path, text: str) -> None:
+    """Replace the block between MARKERS in `doc` with `text`."""
+    body = doc.read_text()
+    start, end = body.index(MARKERS[0]) + len(MARKERS[0]), body.index(MARKERS[1])
+    doc.write_text(body[:start] + "\n" + text + "\n" + body[end:])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -96,9 +177,24 @@ def main(argv=None):
     t.add_argument("--root", type=Path, default=Path("runs/ablation"))
     t.add_argument("--data", default="../shared/data/faces-train")
     t.add_argument("--workers", type=int, default=2)
+    e = sub.add_parser("evaluate", help="score finished runs on the test faces")
+    e.add_argument("--root", type=Path, default=Path("runs/ablation"))
+    e.add_argument("--data", type=Path, default=Path("../shared/data/celeba-test-1000"))
+    e.add_argument("--results", type=Path, default=Path("docs/ablation-results.json"))
+    tb = sub.add_parser("table", help="print the table (or write it into a document)")
+    tb.add_argument("--results", type=Path, default=Path("docs/ablation-results.json"))
+    tb.add_argument("--write", type=Path, help="replace the table block of this Markdown file")
     args = p.parse_args(argv)
     if args.command == "train":
         train(args.root, args.data, args.workers)
+    elif args.command == "evaluate":
+        evaluate(args.root, args.data, args.results)
+    else:
+        text = table(json.loads(args.results.read_text()))
+        if args.write:
+            write_table(args.write, text)
+        else:
+            print(text)
 
 
 if __name__ == "__main__":

@@ -22,31 +22,39 @@ from .metrics import psnr, ssim
 from .weights import load_model
 
 
+def face_metrics(sr: np.ndarray, hr: np.ndarray, crop: int = 0) -> np.ndarray:
+    """(N, H, W, 3) uint8 arrays -> (N, 4) per-face PSNR-RGB, SSIM-RGB, PSNR-Y, SSIM-Y."""
+    return np.array([(psnr(a, b, False, crop), ssim(a, b, False, crop), psnr(a, b, True, crop), ssim(a, b, True, crop))
+                     for a, b in zip(sr, hr)])
+
+
 def score(sr: np.ndarray, hr: np.ndarray, crop: int = 0) -> dict[str, float]:
     """Mean metrics over (N, H, W, 3) uint8 arrays."""
-    rows = [(psnr(a, b, False, crop), ssim(a, b, False, crop), psnr(a, b, True, crop), ssim(a, b, True, crop))
-            for a, b in zip(sr, hr)]
-    m = np.mean(rows, axis=0)
+    m = face_metrics(sr, hr, crop).mean(axis=0)
     return {"psnr_rgb": float(m[0]), "ssim_rgb": float(m[1]), "psnr_y": float(m[2]), "ssim_y": float(m[3])}
 
 
 @torch.no_grad()
+def restore_pairs(model: torch.nn.Module | None, pairs: FacePairs, ensemble: str | None = None, batch: int = 16,
+                  progress: bool = False) -> np.ndarray:
+    """(N, H, W, 3) uint8 restorations of the pairs' LR faces by `model` (None: PIL bicubic)."""
+    if model is None:
+        lr = pairs.lr.permute(0, 2, 3, 1).numpy()
+        return np.stack([np.asarray(bicubic_upscale(Image.fromarray(x), pairs.scale)) for x in lr])
+    model.eval()
+    device = next(model.parameters()).device
+    outs = []
+    for i in tqdm(range(0, len(pairs), batch), desc="evaluating", disable=not progress, leave=False):
+        lr = pairs.lr[i : i + batch].float().div(255).to(device)
+        outs.append(to_uint8(super_resolve(model, lr, ensemble).cpu()))
+    return np.concatenate(outs)
+
+
 def evaluate_pairs(model: torch.nn.Module | None, pairs: FacePairs, crop: int = 0, ensemble: str | None = None,
                    batch: int = 16, progress: bool = False) -> dict[str, float]:
     """Mean metrics of `model` (None: PIL bicubic) on the pairs."""
-    hr = pairs.hr.permute(0, 2, 3, 1).numpy()
-    if model is None:
-        lr = pairs.lr.permute(0, 2, 3, 1).numpy()
-        sr = np.stack([np.asarray(bicubic_upscale(Image.fromarray(x), pairs.scale)) for x in lr])
-    else:
-        model.eval()
-        device = next(model.parameters()).device
-        outs = []
-        for i in tqdm(range(0, len(pairs), batch), desc="evaluating", disable=not progress, leave=False):
-            lr = pairs.lr[i : i + batch].float().div(255).to(device)
-            outs.append(to_uint8(super_resolve(model, lr, ensemble).cpu()))
-        sr = np.concatenate(outs)
-    return score(sr, hr, crop)
+    sr = restore_pairs(model, pairs, ensemble, batch, progress)
+    return score(sr, pairs.hr.permute(0, 2, 3, 1).numpy(), crop)
 
 
 def main(argv=None):
