@@ -16,14 +16,15 @@ class ImageError(ValueError):
     """An image that cannot be used, with a reason fit to show to a person."""
 
 
-def open_image(source: str | Path | bytes | Image.Image | np.ndarray) -> Image.Image:
+def open_image(source: str | Path | bytes | Image.Image | np.ndarray, keep_alpha: bool = False) -> Image.Image:
     """Any image (path, bytes, PIL image, array of any dtype) as an upright 8-bit RGB or L image.
 
-    EXIF orientation is applied; alpha is composited on white; 16-bit and float data are rescaled;
-    grayscale stays grayscale. Unreadable, truncated or oversized files raise ImageError.
+    EXIF orientation is applied; alpha is composited on white (or, with keep_alpha, kept: RGBA or LA);
+    16-bit and float data are rescaled; grayscale stays grayscale. Unreadable, truncated or oversized
+    files raise ImageError.
     """
     if isinstance(source, np.ndarray):
-        return _from_array(source)
+        return _from_array(source, keep_alpha)
     if isinstance(source, Image.Image):
         img = source
     else:
@@ -47,10 +48,10 @@ def open_image(source: str | Path | bytes | Image.Image | np.ndarray) -> Image.I
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageError(f"the image file is damaged or truncated ({e})") from e
     img = ImageOps.exif_transpose(img)
-    return _to_8bit(img)
+    return _to_8bit(img, keep_alpha)
 
 
-def _to_8bit(img: Image.Image) -> Image.Image:
+def _to_8bit(img: Image.Image, keep_alpha: bool = False) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
@@ -61,8 +62,13 @@ def _to_8bit(img: Image.Image) -> Image.Image:
         return img
     if img.mode in ("1", "LA") or (img.mode == "P" and img.palette and img.palette.mode == "L"):
         gray = img.convert("LA")
-        return _flatten(gray).convert("L")
-    return _flatten(img.convert("RGBA")).convert("RGB")
+        return gray if keep_alpha and _has_alpha(img) else _flatten(gray).convert("L")
+    rgba = img.convert("RGBA")
+    return rgba if keep_alpha and _has_alpha(img) else _flatten(rgba).convert("RGB")
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "RGBa", "LA", "PA") or "transparency" in img.info
 
 
 def _flatten(img: Image.Image) -> Image.Image:
@@ -72,7 +78,7 @@ def _flatten(img: Image.Image) -> Image.Image:
     return Image.alpha_composite(background, rgba)
 
 
-def _from_array(arr: np.ndarray) -> Image.Image:
+def _from_array(arr: np.ndarray, keep_alpha: bool = False) -> Image.Image:
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
@@ -87,7 +93,7 @@ def _from_array(arr: np.ndarray) -> Image.Image:
     if arr.dtype != np.uint8:
         arr = (arr * 255 + 0.5).astype(np.uint8)
     img = Image.fromarray(arr)
-    return _to_8bit(img)
+    return _to_8bit(img, keep_alpha)
 
 
 def center_square(img: Image.Image, size: int = HR_SIZE) -> Image.Image:
