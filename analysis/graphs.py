@@ -1,5 +1,6 @@
-"""The GVT layer's neighbour graphs: a networkx DiGraph per group and head, statistics, and figures of the
-graph drawn over the face (plotly for the app, matplotlib for reports).
+"""The GVT layer's neighbour graphs: a networkx DiGraph per group, head (and window), statistics, and
+figures of the graph drawn over the face: `graph_image`, the large window view that is also a click target
+(PIL), `overview_figure`, every group and head at once, and plotly / matplotlib figures for reports.
 
 Self-loops: under the released rule the captured adjacency already has A[p, p] = 1 (D[p, p] = 0 is below
 T * rowmax), and the model adds the identity on top. They say nothing about which patches a node sees, so
@@ -8,14 +9,17 @@ ordered pairs of distinct nodes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import matplotlib
 import networkx as nx
 import numpy as np
 import plotly.graph_objects as go
-from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image, ImageDraw
+from scipy import ndimage
 
-from .inspection import Inspection
+from .inspection import Inspection, lr_to_hr
 
 
 def face_array(face, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -50,13 +54,26 @@ def node_graph(adjacency: np.ndarray, self_loops: bool = False) -> nx.DiGraph:
     return g
 
 
-def digraph(inspection: Inspection, group: int, head: int, self_loops: bool = False) -> nx.DiGraph:
-    """The graph of one group and head, its nodes carrying 'grid' (j, i), 'centre_lr' and 'centre_hr'."""
-    gg = inspection.groups[group]
-    g = node_graph(gg.adjacency[head], self_loops)
+def node_positions(inspection: Inspection, group: int, window: int = 0) -> np.ndarray:
+    """(n, 2) float LR (row, col) where each node of `window`'s graph is drawn: at the window's token, i.e.
+    the pixel of it that the window attends to (so a clicked pixel's node sits on the click). Where that
+    pixel is padding: for 'group' scope, the centre of the visible part of the node's patch (grid block),
+    else NaN (no pixel of it on the face)."""
+    pixels = inspection.window_pixels(group, window).astype(float)
+    hidden = ~inspection.visible(pixels)
+    pixels[hidden] = inspection.graph(group).centres_lr[hidden] if inspection.scope == "group" else np.nan
+    return pixels
+
+
+def digraph(inspection: Inspection, group: int, head: int, self_loops: bool = False, window: int = 0) -> nx.DiGraph:
+    """The graph one head of `group` uses in `window` (for 'group' scope the same in every window), its
+    nodes carrying 'grid' (j, i), 'centre_lr' and 'centre_hr' (see `node_positions`; NaN off the face)."""
+    g = node_graph(inspection.window_graph(group, window)[head], self_loops)
     grid = inspection.window_size
+    lr = node_positions(inspection, group, window)
+    hr = lr_to_hr(lr, inspection.scale)
     for n in g.nodes:
-        g.nodes[n].update(grid=divmod(n, grid), centre_lr=tuple(gg.centres_lr[n]), centre_hr=tuple(gg.centres_hr[n]))
+        g.nodes[n].update(grid=divmod(n, grid), centre_lr=tuple(lr[n]), centre_hr=tuple(hr[n]))
     return g
 
 
@@ -80,18 +97,56 @@ def graph_stats(g: nx.DiGraph) -> dict:
         "strong_components": len(strong),
         "largest_strong_component": max(map(len, strong), default=0),
         "isolated": sum(1 for v in g if g.degree(v) == 0),
-        "clustering": float(nx.average_clustering(g)) if n else 0.0,
+        "clustering": average_clustering(nx.to_numpy_array(g)) if n else 0.0,
     }
 
 
-def group_stats(inspection: Inspection, group: int) -> list[dict]:
-    """graph_stats of every head of one group."""
-    return [graph_stats(digraph(inspection, group, h)) for h in range(inspection.num_heads)]
+def average_clustering(adjacency: np.ndarray) -> float:
+    """networkx's average_clustering of a directed graph (Fagiolo's: c_i = ((A + A^T)^3)_ii /
+    (2 (d_i (d_i - 1) - 2 d_i^<->)), d total and d^<-> reciprocated degree), from its (n, n) adjacency, self
+    loops ignored. The same numbers as a matrix product: networkx's Python triangle count takes a second at
+    the ~4,000 edges of a released graph, too slow for a slider."""
+    a = (np.asarray(adjacency) != 0).astype(np.float64)
+    np.fill_diagonal(a, 0)
+    sym = a + a.T
+    triangles = np.einsum("ij,jk,ki->i", sym, sym, sym)
+    total, mutual = a.sum(0) + a.sum(1), np.einsum("ij,ji->i", a, a)
+    denom = 2 * (total * (total - 1) - 2 * mutual)
+    return float(np.mean(np.where(triangles > 0, triangles / np.where(denom > 0, denom, 1), 0.0)))
+
+
+# One line each: what a statistic of `graph_stats` means, for tables people read.
+STAT_MEANINGS = {
+    "nodes": "tokens of the window (patch nodes)",
+    "edges": "ordered pairs (p, q), p != q, where p may attend to q",
+    "density": "share of all ordered pairs kept; 1 - density is what the threshold cut",
+    "mean_degree": "patches a node may attend to, on average (out of n - 1)",
+    "out_degree_min": "fewest patches any node may attend to",
+    "out_degree_max": "most patches any node may attend to",
+    "in_degree_min": "fewest nodes that may attend to any one patch",
+    "in_degree_max": "most nodes that may attend to any one patch",
+    "reciprocity": "share of edges whose reverse is kept too (1: the graph is symmetric)",
+    "weak_components": "pieces the graph falls into, ignoring direction",
+    "strong_components": "pieces whose nodes all reach each other along edges",
+    "largest_strong_component": "nodes in the largest such piece",
+    "isolated": "nodes with no edge at all",
+    "clustering": "how often two neighbours of a node are neighbours themselves",
+}
+
+
+def stats_table(stats: dict, digits: int = 3) -> list[list]:
+    """`graph_stats` as [statistic, value, meaning] rows, floats rounded."""
+    return [[k, round(v, digits) if isinstance(v, float) else v, STAT_MEANINGS.get(k, "")] for k, v in stats.items()]
+
+
+def group_stats(inspection: Inspection, group: int, window: int = 0) -> list[dict]:
+    """graph_stats of every head of one group (in `window`, for 'window' scope)."""
+    return [graph_stats(digraph(inspection, group, h, window=window)) for h in range(inspection.num_heads)]
 
 
 def _edge_lines(centres: np.ndarray, edges) -> tuple[np.ndarray, np.ndarray]:
     """Line segments as plotly x/y arrays, segments separated by NaN gaps (arrays, not lists: plotly
-    validates a list of thousands of items one by one)."""
+    validates a list of thousands of items one by one). Segments with a NaN end are not drawn."""
     e = np.asarray(list(edges), dtype=int).reshape(-1, 2)
     seg = np.full((len(e), 3, 2), np.nan)
     seg[:, 0], seg[:, 1] = centres[e[:, 0]], centres[e[:, 1]]
@@ -99,11 +154,18 @@ def _edge_lines(centres: np.ndarray, edges) -> tuple[np.ndarray, np.ndarray]:
     return seg[:, 1], seg[:, 0]
 
 
-def graph_figure(inspection: Inspection, face, group: int, head: int, selected: int | None = None) -> go.Figure:
-    """Plotly figure of one group's and head's graph over the HR face: nodes at their patch centres, edges
-    as faint lines; the `selected` node's out-neighbours (the patches it may attend to) highlighted."""
-    g = digraph(inspection, group, head)
-    centres = inspection.groups[group].centres_hr
+def _hidden_note(centres: np.ndarray) -> str:
+    hidden = int(np.isnan(centres).any(axis=1).sum())
+    return f"; {hidden} nodes lie wholly in the padding (not drawn)" if hidden else ""
+
+
+def graph_figure(inspection: Inspection, face, group: int, head: int, selected: int | None = None,
+                 window: int = 0) -> go.Figure:
+    """Plotly figure of one group's and head's graph over the HR face: nodes at their places on the face
+    (`node_positions`), edges as faint lines; the `selected` node's out-neighbours (the patches it may
+    attend to) highlighted."""
+    g = digraph(inspection, group, head, window=window)
+    centres = lr_to_hr(node_positions(inspection, group, window), inspection.scale)
     fig = go.Figure(go.Image(z=face_array(face, _hr_size(inspection)), hoverinfo="skip"))
     xs, ys = _edge_lines(centres, g.edges)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="rgba(0,200,255,0.12)", width=1),
@@ -111,7 +173,7 @@ def graph_figure(inspection: Inspection, face, group: int, head: int, selected: 
     hover = [
         f"node {n} (grid {g.nodes[n]['grid']})<br>LR centre ({c[0]:.1f}, {c[1]:.1f})<br>"
         f"out-degree {g.out_degree(n)}, in-degree {g.in_degree(n)}"
-        for n, c in enumerate(inspection.groups[group].centres_lr)
+        for n, c in enumerate(node_positions(inspection, group, window))
     ]
     colour = ["#ffd400"] * len(centres)
     if selected is not None:
@@ -127,52 +189,200 @@ def graph_figure(inspection: Inspection, face, group: int, head: int, selected: 
     title = f"group {group}, head {head}: {g.number_of_edges()} edges"
     if selected is not None:
         title += f"; node {selected} attends to {g.out_degree(selected)} others"
-    fig.update_layout(title=title, showlegend=False, margin=dict(l=10, r=10, t=40, b=10),
+    fig.update_layout(title=title + _hidden_note(centres), showlegend=False, margin=dict(l=10, r=10, t=40, b=10),
                       xaxis=dict(visible=False), yaxis=dict(visible=False))
     return fig
 
 
-def adjacency_heatmap(inspection: Inspection, group: int, head: int) -> go.Figure:
-    """Plotly heatmap of the (n, n) adjacency: row = query node, column = key node."""
-    a = inspection.groups[group].adjacency[head].astype(int)
-    fig = go.Figure(go.Heatmap(z=a, colorscale=[[0, "white"], [1, "black"]], showscale=False,
+def adjacency_heatmap(inspection: Inspection, group: int, head: int, window: int = 0,
+                      selected: int | None = None) -> go.Figure:
+    """Plotly heatmap of the (n, n) adjacency: row = query node, column = key node; light = kept, dark = cut
+    (as in `overview_figure`). The `selected` node's row (the keys it may attend to) is outlined."""
+    a = inspection.window_graph(group, window)[head].astype(int)
+    fig = go.Figure(go.Heatmap(z=a, colorscale=[[0, "rgb(40,40,40)"], [1, "rgb(235,235,235)"]], showscale=False,
                                hovertemplate="query %{y} -> key %{x}: %{z}<extra></extra>"))
-    fig.update_layout(title=f"adjacency, group {group}, head {head} (edge density {edge_density(a):.2f})",
+    if selected is not None:
+        fig.add_shape(type="rect", x0=-0.5, x1=len(a) - 0.5, y0=selected - 0.5, y1=selected + 0.5,
+                      line=dict(color="#00c853", width=2))
+    where = f", window {window}" if inspection.scope == "window" else ""
+    fig.update_layout(title=dict(text=f"group {group}, head {head}{where}: density {edge_density(a):.2f}",
+                                 font=dict(size=14)),
                       xaxis_title="key node", yaxis_title="query node", yaxis_autorange="reversed",
                       margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
-def graph_png(inspection: Inspection, face, group: int, head: int, selected: int | None = None) -> Figure:
-    """Static matplotlib version of `graph_figure`."""
-    g = digraph(inspection, group, head)
-    centres = inspection.groups[group].centres_hr
-    fig = Figure(figsize=(5, 5), layout="constrained")
-    ax = fig.subplots()
-    ax.imshow(face_array(face, _hr_size(inspection)))
-    xy = centres[:, ::-1]  # (x, y) = (col, row)
-    ax.add_collection(LineCollection([xy[[u, v]] for u, v in g.edges], colors=[(0, 0.8, 1, 0.08)], linewidths=0.6))
-    colour = ["#ffd400"] * len(centres)
-    if selected is not None:
-        neighbours = list(g.successors(selected))
-        ax.add_collection(LineCollection([xy[[selected, v]] for v in neighbours], colors="#ff3030", linewidths=1.2))
-        for v in neighbours:
-            colour[v] = "#ff3030"
-        colour[selected] = "#00ff66"
-    ax.scatter(centres[:, 1], centres[:, 0], s=18, c=colour, edgecolors="black", linewidths=0.5, zorder=3)
-    ax.set_title(f"group {group}, head {head}: {g.number_of_edges()} edges")
-    ax.axis("off")
-    return fig
-
-
-def adjacency_png(inspection: Inspection, group: int) -> Figure:
+def adjacency_png(inspection: Inspection, group: int, window: int = 0) -> Figure:
     """Static adjacency matrices of every head of one group, side by side."""
     heads = inspection.num_heads
     fig = Figure(figsize=(2.6 * heads, 2.9), layout="constrained")
     for h, ax in enumerate(fig.subplots(1, heads, squeeze=False)[0]):
-        a = inspection.groups[group].adjacency[h]
+        a = inspection.window_graph(group, window)[h]
         ax.imshow(a, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(f"group {group}, head {h}\nedge density {edge_density(a):.2f}", fontsize=9)
         ax.set_xlabel("key node")
         ax.set_ylabel("query node")
     return fig
+
+
+# ----------------------------------------------------------------------------------------------------
+# The window view: one large face that is both the figure and the click target
+
+EDGE_CHOICES = ("auto", "cut", "kept")
+MIN_SIDE = 384  # px: the face is drawn at least this large, each LR pixel a `cell` x `cell` square
+
+
+def cell_size(lr_size: tuple[int, int], min_side: int = MIN_SIDE) -> int:
+    """Screen pixels per LR pixel so that the face's shorter side is at least `min_side`."""
+    return max(1, -(-min_side // min(lr_size)))
+
+
+def face_canvas(face, lr_size: tuple[int, int], cell: int) -> Image.Image:
+    """The face (any size) nearest-resized to (h*cell, w*cell), RGB: each LR pixel a cell x cell square."""
+    img = face if isinstance(face, Image.Image) else Image.fromarray(np.asarray(face))
+    return img.convert("RGB").resize((lr_size[1] * cell, lr_size[0] * cell), Image.NEAREST)
+
+
+def shown_edges(adjacency: np.ndarray, edges: str = "auto") -> tuple[str, np.ndarray]:
+    """('kept' | 'cut', (n, n) bool) the directed pairs of distinct nodes to draw: the kept ones, or the
+    ones the threshold cut; 'auto' shows the cut ones whenever more than half of all pairs are kept."""
+    if edges not in EDGE_CHOICES:
+        raise ValueError(f"edges must be one of {EDGE_CHOICES}, got {edges!r}")
+    a = np.asarray(adjacency, bool)
+    off = ~np.eye(len(a), dtype=bool)
+    if edges == "auto":
+        edges = "cut" if edge_density(a) > 0.5 else "kept"
+    return edges, (a if edges == "kept" else ~a) & off
+
+
+def node_regions(inspection: Inspection, group: int, window: int = 0) -> np.ndarray:
+    """(h, w) int: the node whose patch each visible LR pixel is, -1 for none. 'group' scope: node n's
+    patch is grid block n; 'window' scope: token t's patch is its own pixel of the window."""
+    if inspection.scope == "group":
+        return inspection.graph(group).node_map
+    h, w = inspection.lr_size
+    regions = np.full((h, w), -1)
+    pixels = inspection.window_pixels(group, window)
+    on = inspection.visible(pixels)
+    regions[pixels[on, 0], pixels[on, 1]] = np.nonzero(on)[0]
+    return regions
+
+
+@dataclass
+class Selection:
+    """What a click on LR pixel `pixel` selects in one group and head: its window and node (token), that
+    window's adjacency row of the node, and the edges drawn (`shown_edges`)."""
+
+    pixel: tuple[int, int]
+    window: int
+    node: int
+    adjacency: np.ndarray  # (n, n) bool, the window's graph for this head
+    edges: str  # 'kept' | 'cut'
+    shown: np.ndarray  # (n, n) bool
+
+    @property
+    def neighbours(self) -> np.ndarray:
+        """Other nodes the selected one may attend to."""
+        return np.setdiff1d(np.nonzero(self.adjacency[self.node])[0], [self.node])
+
+    @property
+    def ignored(self) -> np.ndarray:
+        """Nodes the selected one may not attend to (the threshold cut them; itself it always may, as the
+        model adds the identity)."""
+        return np.setdiff1d(np.nonzero(~self.adjacency[self.node])[0], [self.node])
+
+
+def select(inspection: Inspection, group: int, head: int, pixel: tuple[int, int], edges: str = "auto") -> Selection:
+    """The window, node and graph that LR pixel `pixel` = (row, col) selects in `group` and `head`."""
+    row, col = (int(v) for v in pixel)
+    window, node = inspection.window_at(group, row, col), inspection.token_at(group, row, col)
+    a = inspection.window_graph(group, window)[head]
+    mode, shown = shown_edges(a, edges)
+    return Selection((row, col), window, node, a, mode, shown)
+
+
+EDGE_COLOURS = {"cut": (255, 64, 64), "kept": (0, 210, 255)}
+
+
+def _border(mask: np.ndarray, width: int) -> np.ndarray:
+    """(H, W) bool: the pixels of `mask` within `width` of its edge (the image's edge does not count)."""
+    return mask & ~ndimage.binary_erosion(mask, iterations=width, border_value=1)
+
+
+def graph_image(inspection: Inspection, face, group: int, head: int, pixel: tuple[int, int], edges: str = "auto",
+                cell: int | None = None) -> Image.Image:
+    """The face drawn large (`cell_size`, nearest), with the graph of the window that LR pixel `pixel`
+    falls in: the patches the selected node may NOT attend to darkened, the window's pixels outlined
+    (yellow), the shown edges (`shown_edges`: red cut, cyan kept; the selected node's thick), nodes
+    coloured by their degree in the shown edges (viridis: purple none, yellow the most any node has) and
+    the selected node ringed green. Nodes with no pixel on the face are not drawn. A click at (x, y) on
+    it is on LR pixel (y // cell, x // cell)."""
+    sel = select(inspection, group, head, pixel, edges)
+    cell = cell or cell_size(inspection.lr_size)
+    img = np.asarray(face_canvas(face, inspection.lr_size, cell), np.float32)
+    regions = node_regions(inspection, group, sel.window)
+    ignored = np.isin(regions, sel.ignored).repeat(cell, 0).repeat(cell, 1)
+    img[ignored] = img[ignored] * 0.3 + np.float32([60, 0, 0])  # darkened, reddish
+    img[_border(ignored, max(1, cell // 6))] = (255, 64, 64)
+    canvas = Image.fromarray(img.clip(0, 255).astype(np.uint8)).convert("RGBA")
+    layer = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(layer)
+
+    def xy(rc):  # LR (row, col) -> canvas (x, y) of the pixel centre
+        return ((rc[1] + 0.5) * cell, (rc[0] + 0.5) * cell)
+
+    pixels = inspection.window_pixels(group, sel.window)
+    for r, c in pixels[inspection.visible(pixels)]:
+        draw.rectangle((c * cell, r * cell, (c + 1) * cell - 1, (r + 1) * cell - 1), outline=(255, 230, 0, 230),
+                       width=max(1, cell // 8))
+    pos = node_positions(inspection, group, sel.window)
+    on = ~np.isnan(pos).any(axis=1)
+    colour = EDGE_COLOURS[sel.edges]
+    pairs = np.argwhere(np.triu(sel.shown | sel.shown.T, 1))
+    for p, q in pairs:
+        if on[p] and on[q]:
+            draw.line((xy(pos[p]), xy(pos[q])), fill=colour + (70,), width=1)
+    for q in np.nonzero(sel.shown[sel.node])[0]:
+        if on[sel.node] and on[q]:
+            draw.line((xy(pos[sel.node]), xy(pos[q])), fill=colour + (255,), width=2)
+    canvas = Image.alpha_composite(canvas, layer)
+    draw = ImageDraw.Draw(canvas)
+    degree = sel.shown.sum(axis=1)
+    fills = matplotlib.colormaps["viridis"](degree / max(degree.max(), 1))[:, :3] * 255
+    radius = min(max(cell * 0.3, 3), 8)  # leaves a cell's darkening and outline visible around it
+    for n in np.nonzero(on)[0]:
+        x, y = xy(pos[n])
+        if n == sel.node:
+            draw.ellipse((x - radius - 4, y - radius - 4, x + radius + 4, y + radius + 4), outline=(0, 255, 102), width=4)
+        draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=tuple(int(v) for v in fills[n]),
+                     outline=(0, 0, 0), width=1)
+    return canvas.convert("RGB")
+
+
+def overview_figure(inspection: Inspection, window: int = 0, selected: int | None = None) -> go.Figure:
+    """Small multiples: the adjacency of every group (row, each roll) and head (column) at once, kept pairs
+    light and cut ones dark, titled with their edge density, so sparse graphs stand out; the `selected`
+    node's row (the keys it may attend to) is marked in each."""
+    keys = sorted(inspection.graphs)
+    n, heads = inspection.window_size**2, inspection.num_heads
+    across, down = n + 6, n + 18  # room for each tile's title above it
+    tiles = np.full((len(keys) * down, heads * across - 6, 3), 255, np.uint8)
+    titles, rows = [], []
+    for r, (g, shift) in enumerate(keys):
+        adj = inspection.window_graph(g, window, shift)
+        roll = f" (roll {shift})" if sum(k[0] == g for k in keys) > 1 else ""
+        top = r * down + down - n
+        for h in range(heads):
+            tiles[top : top + n, h * across : h * across + n] = np.where(adj[h, ..., None], 235, 40)
+            titles.append(dict(x=h * across + n / 2, y=top - 1, yanchor="bottom", showarrow=False,
+                               text=f"g{g}{roll} h{h}: {edge_density(adj[h]):.2f}", font=dict(size=11)))
+            if selected is not None:
+                rows.append(dict(type="line", x0=h * across - 0.5, x1=h * across + n - 0.5, y0=top + selected,
+                                 y1=top + selected, line=dict(color="#00c853", width=1.5)))
+    where = f", window {window}" if inspection.scope == "window" else ""
+    # annotations and shapes passed at once: plotly re-validates the whole list on every add_annotation
+    return go.Figure(
+        go.Image(z=tiles, hovertemplate="key %{x}, query %{y}<extra></extra>"),
+        layout=dict(title=dict(text=f"each group (g) and head (h){where}: dark = cut", font=dict(size=14)),
+                    annotations=titles, shapes=rows, margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(visible=False),
+                    yaxis=dict(visible=False, range=[len(keys) * down, 0]), height=120 + 120 * len(keys)))

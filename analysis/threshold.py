@@ -1,5 +1,8 @@
-"""Threshold effects on one face: re-run the same weights under other graph thresholds T and measure how
-the graphs and the output change.
+"""Threshold effects: re-run the same weights under other graph thresholds T and measure how the graphs
+and the output change, on one face (`sweep`) or over a set of faces (`sweep_faces`), where the graph off
+is the reference that says whether T matters at all.
+
+Over a folder of faces from the command line: `python -m analysis.sweep` (analysis/sweep.py).
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from matplotlib.figure import Figure
 from plotly.subplots import make_subplots
 
 from gvtnet.capture import capture
-from gvtnet.inference import to_image
+from gvtnet.data import FacePairs
+from gvtnet.inference import to_image, to_uint8
 from gvtnet.metrics import psnr
 
 from .graphs import edge_density
@@ -115,4 +119,123 @@ def sweep_png(s: Sweep) -> Figure:
         axes[2].set(title="PSNR vs HR (dB)", xlabel="threshold T")
     for ax in axes:
         ax.axvline(s.own, color="gray", ls="--", lw=0.8)
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------------
+# Over a set of faces: does T matter for this model at all?
+
+
+@dataclass
+class FacesSweep:
+    """thresholds (k,); psnr_change (k, faces): PSNR (Y, dB) against the HR face at T minus the PSNR at the
+    model's own setting; density (k, faces): edge density (distinct nodes, mean over every graph, head
+    and window); off_change (faces,): the PSNR change with the graph off (every edge kept), the reference;
+    own the model's own T."""
+
+    thresholds: np.ndarray
+    psnr_change: np.ndarray
+    density: np.ndarray
+    off_change: np.ndarray
+    own: float
+    minkowski_p: float
+    neighbour_rule: str
+
+    @property
+    def faces(self) -> int:
+        return self.psnr_change.shape[1]
+
+    def rows(self) -> list[list]:
+        """[T, mean PSNR change, its std, mean edge density, its std] per threshold, then the graph off."""
+        rows = [[float(t), *_mean_std(c), *_mean_std(d)] for t, c, d in zip(self.thresholds, self.psnr_change, self.density)]
+        return rows + [["graph off", *_mean_std(self.off_change), 1.0, 0.0]]
+
+
+def _mean_std(x: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(x)), float(np.std(x))
+
+
+@torch.no_grad()
+def _restore(model, lr: torch.Tensor, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """((N, H, W, 3) uint8 restorations, (N,) edge density of each face's graphs) of lr (N, 3, h, w)."""
+    outs, density = [], []
+    for i in range(0, len(lr), batch):
+        with capture(model) as cap:
+            outs.append(to_uint8(model(lr[i : i + batch])))
+        adj = [rec["adjacency"].flatten(1, -3).cpu().numpy() for recs in cap.groups for rec in recs]
+        density.append(np.concatenate([edge_density(a) for a in adj], axis=1).mean(axis=1) if adj else
+                       np.full(len(outs[-1]), np.nan))
+    return np.concatenate(outs), np.concatenate(density)
+
+
+def sweep_faces(model, pairs: FacePairs, thresholds, minkowski_p: float | None = None,
+                neighbour_rule: str | None = None, batch: int = 16, progress=None) -> FacesSweep:
+    """Restore every face of `pairs` at each threshold (optionally under another Minkowski order or
+    neighbour rule) and with the graph off; PSNR changes are against the model's own setting.
+    progress(done, total) is called after each setting."""
+    model.eval()
+    changes = {k: v for k, v in (("minkowski_p", minkowski_p), ("neighbour_rule", neighbour_rule)) if v is not None}
+    lr = pairs.lr.float().div(255)
+    hr = pairs.hr.permute(0, 2, 3, 1).numpy()
+
+    def face_psnr(sr: np.ndarray) -> np.ndarray:
+        return np.array([psnr(a, b) for a, b in zip(sr, hr)])
+
+    settings = [model] + [model.variant(threshold=float(t), **changes) for t in thresholds] + \
+        [model.variant(use_graph=False)]
+    results = []
+    for i, m in enumerate(settings):
+        sr, density = _restore(m, lr, batch)
+        results.append((face_psnr(sr), density))
+        if progress is not None:
+            progress(i + 1, len(settings))
+    own = results[0][0]
+    return FacesSweep(thresholds=np.asarray(thresholds, float),
+                      psnr_change=np.stack([p - own for p, _ in results[1:-1]]),
+                      density=np.stack([d for _, d in results[1:-1]]),
+                      off_change=results[-1][0] - own, own=model.cfg.threshold,
+                      minkowski_p=changes.get("minkowski_p", model.cfg.minkowski_p),
+                      neighbour_rule=changes.get("neighbour_rule", model.cfg.neighbour_rule))
+
+
+def _band(fig, t, y, name: str, colour: str, row: int, col: int):
+    """Mean line with a +-1 std band over faces (axis 1 of y)."""
+    mean, std = y.mean(axis=1), y.std(axis=1)
+    fig.add_trace(go.Scatter(x=np.r_[t, t[::-1]], y=np.r_[mean + std, (mean - std)[::-1]], fill="toself",
+                             fillcolor=colour.replace("rgb", "rgba").replace(")", ",0.2)"), line=dict(width=0),
+                             hoverinfo="skip", showlegend=False), row, col)
+    fig.add_trace(go.Scatter(x=t, y=mean, mode="lines+markers", name=name, line=dict(color=colour)), row, col)
+
+
+def faces_figure(s: FacesSweep) -> go.Figure:
+    """Plotly: PSNR change against the model's own setting and edge density against T, mean over the faces
+    with a +-1 std band, and the graph-off change as a dashed reference line."""
+    fig = make_subplots(1, 2, subplot_titles=[f"PSNR change (dB, Y) over {s.faces} faces", "edge density"])
+    t = s.thresholds
+    _band(fig, t, s.psnr_change, "PSNR change at T", "rgb(31,119,180)", 1, 1)
+    off, off_std = _mean_std(s.off_change)
+    fig.add_trace(go.Scatter(x=[t.min(), t.max()], y=[off, off], mode="lines", line=dict(color="gray", dash="dash"),
+                             name=f"graph off: {off:+.3f} ± {off_std:.3f} dB"), 1, 1)
+    _band(fig, t, s.density, "edge density at T", "rgb(214,39,40)", 1, 2)
+    for col in (1, 2):
+        fig.add_vline(x=s.own, line=dict(color="gray", dash="dot"), row=1, col=col)
+    fig.update_xaxes(title_text="threshold T")
+    fig.update_layout(title=f"threshold sweep over {s.faces} faces (p = {s.minkowski_p}, rule '{s.neighbour_rule}'; "
+                            f"own T = {s.own}, dotted)", margin=dict(l=10, r=10, t=60, b=10))
+    return fig
+
+
+def faces_png(s: FacesSweep) -> Figure:
+    """Static matplotlib version of `faces_figure`."""
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    ax_psnr, ax_density = fig.subplots(1, 2)
+    for ax, y, title in ((ax_psnr, s.psnr_change, f"PSNR change (dB, Y) over {s.faces} faces"),
+                         (ax_density, s.density, "edge density")):
+        mean, std = y.mean(axis=1), y.std(axis=1)
+        ax.fill_between(s.thresholds, mean - std, mean + std, alpha=0.2)
+        ax.plot(s.thresholds, mean, ".-")
+        ax.axvline(s.own, color="gray", ls=":", lw=0.8)
+        ax.set(title=title, xlabel="threshold T")
+    ax_psnr.axhline(s.off_change.mean(), color="gray", ls="--", lw=1, label="graph off")
+    ax_psnr.legend(fontsize=8)
     return fig

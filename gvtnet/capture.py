@@ -2,7 +2,8 @@
 
     with capture(model) as cap:
         sr = model(lr)
-    cap.groups[g]["adjacency"]      # (B, heads, 64, 64) 0/1, before self-loops
+    cap.groups[g][0]["adjacency"]   # (B, heads, 64, 64) 0/1, before self-loops ('window' scope:
+                                    # (B, nW, heads, 64, 64), one graph per window)
     cap.blocks[i]["attention"]      # (B, nW, heads, 64, 64) softmax
     cap.blocks[i]["attention_graph"]  # graph blocks: after the adjacency is applied
 
@@ -19,9 +20,11 @@ from .model import GVTNet
 
 @dataclass
 class Capture:
-    """groups[g]: one dict per adjacency computed in group g ('shift', 'node_features' (B, heads, n, m),
-    'distance' and 'adjacency' (B, heads, n, n)); blocks: one dict per block, in order ('group', 'block',
-    'kind', 'shift', 'attention' and 'attention_graph' (B, nW, heads, n, n)); size: the padded LR size."""
+    """groups[g]: one dict per adjacency computed in group g, i.e. per roll ('shift', 'size',
+    'node_features' (B, heads, n, m), 'distance' and 'adjacency' (B, heads, n, n); under graph_scope
+    'window' each has a window axis after B: (B, nW, heads, n, d) and (B, nW, heads, n, n)); blocks: one
+    dict per block, in order ('group', 'block', 'kind', 'shift', 'attention' and 'attention_graph'
+    (B, nW, heads, n, n)); size: the padded LR size."""
 
     groups: list[list[dict]] = field(default_factory=list)
     blocks: list[dict] = field(default_factory=list)

@@ -23,6 +23,7 @@ from .graph import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
 
 CELEBA_MEAN = (0.5430, 0.4217, 0.3605)  # the released GVTNet's input mean
 SWINIR_MEAN = (0.4488, 0.4371, 0.4040)  # SwinIR's (DIV2K) input mean
+GRAPH_SCOPES = ("group", "window")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class GVTNetConfig:
     # False switches the graph off at inference: every edge kept (the identity is still added, as
     # released), so the same weights can be seen with and without their graph.
     use_graph: bool = True
+    # 'group' (released): one graph per group and head from the 8x8 grid blocks, shared by every window;
+    # 'window' (the paper's text read literally): each window's own graph over its own tokens, from each
+    # token's per-head channel vector (the heads as the attention splits them).
+    graph_scope: Literal["group", "window"] = "group"
     # Reconstruction: 'pixelshuffle' (conv to 64 channels, log2(s) x [conv, shuffle 2], conv) or
     # 'pixelshuffledirect' (one conv and one shuffle, SwinIR's lightweight head).
     upsampler: Literal["pixelshuffle", "pixelshuffledirect"] = "pixelshuffle"
@@ -72,6 +77,8 @@ class GVTNetConfig:
             raise ValueError(f"upscale must be a power of two, got {self.upscale}")
         if self.neighbour_rule not in NEIGHBOUR_RULES or self.distance_basis not in DISTANCE_BASES:
             raise ValueError("unknown neighbour_rule or distance_basis")
+        if self.graph_scope not in GRAPH_SCOPES:
+            raise ValueError(f"graph_scope must be one of {GRAPH_SCOPES}, got {self.graph_scope!r}")
         if any(self.shift(g, 0) < 0 for g in range(len(self.depths))):
             raise ValueError("the per-group shift rule supports at most window_size groups")
 
@@ -212,18 +219,20 @@ class WindowAttention(nn.Module):
         return table.view(n, n, -1).permute(2, 0, 1)  # (heads, n, n)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, adj: torch.Tensor | None = None):
-        """mask: (nW, n, n) additive shift mask or None ('S'); adj: (B, heads, n, n) adjacency with
-        self-loops ('G')."""
+        """mask: (nW, n, n) additive shift mask or None ('S'); adj: adjacency with self-loops ('G'), one per
+        group and head (B, heads, n, n) or one per window (B, nW, heads, n, n)."""
         b, h, w, c = x.shape
         qkv = self.qkv(x)
         q, k, v = to_windows(qkv, self.window_size, self.layout, self.num_heads, parts=3)
         scores = (q * self.scale) @ k.transpose(-2, -1) + self.bias()
+        if adj is not None and adj.ndim == 4:
+            adj = adj.unsqueeze(1)  # one graph for every window
         if self.kind == "S" and mask is not None:
             scores = scores + mask.unsqueeze(1)  # (nW, 1, n, n): one mask per window
         if self.kind == "G" and self.adjacency_mode == "mask":
-            scores = scores.masked_fill(adj.unsqueeze(1) == 0, float("-inf"))
+            scores = scores.masked_fill(adj == 0, float("-inf"))
         attn = torch.softmax(scores, dim=-1)
-        attn_graph = attn * adj.unsqueeze(1) if self.kind == "G" and self.adjacency_mode == "post_softmax" else attn
+        attn_graph = attn * adj if self.kind == "G" and self.adjacency_mode == "post_softmax" else attn
         if self.record is not None:
             self.record.append({"attention": attn.detach(), "attention_graph": attn_graph.detach()})
         return self.proj(from_windows(attn_graph @ v, h, w, self.layout))
@@ -301,10 +310,14 @@ class Group(nn.Module):
         self.record: list | None = None  # set by `capture` to collect adjacencies
 
     def graph(self, x: torch.Tensor, shift: int) -> torch.Tensor:
-        """Adjacency with self-loops, (B, heads, n, n), of the group input rolled by `shift`."""
+        """Adjacency with self-loops of the group input rolled by `shift`: (B, heads, n, n) for the 'group'
+        scope, (B, nW, heads, n, n) for 'window' (window k's graph from its own tokens' vectors)."""
         cfg = self.cfg
         x = torch.roll(x, (-shift, -shift), dims=(1, 2)) if shift else x
-        z = node_features(x.detach(), cfg.num_heads, cfg.window_size)
+        if cfg.graph_scope == "window":
+            z = to_windows(x.detach(), cfg.window_size, cfg.window_layout, cfg.num_heads)[0]  # (B, nW, heads, n, d)
+        else:
+            z = node_features(x.detach(), cfg.num_heads, cfg.window_size)
         adj, dist = adjacency(z, cfg.threshold, cfg.minkowski_p, cfg.neighbour_rule, cfg.distance_basis)
         if not cfg.use_graph:
             adj = torch.ones_like(adj)
@@ -379,7 +392,7 @@ class GVTNet(nn.Module):
         self.register_buffer("mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.conv_first = nn.Conv2d(3, c, 3, padding=1)
         self.embed_norm = nn.LayerNorm(c)
-        dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
+        dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths), device="cpu").tolist()
         starts = [sum(cfg.depths[:g]) for g in range(len(cfg.depths))]
         self.layers = nn.ModuleList(
             Group(cfg, g, dpr[s : s + d]) for g, (s, d) in enumerate(zip(starts, cfg.depths))
@@ -408,7 +421,7 @@ class GVTNet(nn.Module):
 
     # Config fields that change what the network computes but not its weights.
     GRAPH_FIELDS = ("threshold", "minkowski_p", "neighbour_rule", "distance_basis", "adjacency_mode",
-                    "graph_qk_scale", "use_graph")
+                    "graph_qk_scale", "use_graph", "graph_scope")
 
     def variant(self, **changes) -> "GVTNet":
         """The same weights (shared, not copied) under other graph settings, e.g. a new threshold. The

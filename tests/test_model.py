@@ -94,7 +94,8 @@ def test_tiny_input_is_padded_without_error():
 ABLATIONS = [dict(block_pattern="G"), dict(block_pattern="S"), dict(dwconv=False), dict(minkowski_p=1.0),
              dict(minkowski_p=float("inf")), dict(threshold=0.6), dict(neighbour_rule="paper"),
              dict(distance_basis="features"), dict(adjacency_mode="mask"), dict(graph_qk_scale=True),
-             dict(window_layout="contiguous"), dict(shift_rule="alternate")]
+             dict(window_layout="contiguous"), dict(shift_rule="alternate"), dict(graph_scope="window"),
+             dict(graph_scope="window", window_layout="contiguous")]
 
 
 @pytest.mark.parametrize("change", ABLATIONS, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
@@ -130,6 +131,8 @@ def test_invalid_configs_are_refused():
         GVTNetConfig(upscale=3)
     with pytest.raises(ValueError):
         GVTNetConfig.from_dict({"embed_dim": 60, "gkk": 0.8})
+    with pytest.raises(ValueError, match="graph_scope"):
+        GVTNetConfig(graph_scope="image")
 
 
 @pytest.mark.parametrize("preset,size", [("light-x4", 32), ("swinir-light-x8", 16), ("official-x8", 16)])
@@ -155,3 +158,19 @@ def test_graph_off_keeps_every_edge():
     with torch.no_grad():
         assert torch.allclose(out, model.variant(threshold=2.0)(x), atol=1e-6)
         assert not torch.allclose(out, model(x), atol=1e-4)  # the graph does cut edges at T = 0.85
+
+
+def test_window_scope_is_a_variant_of_the_same_weights():
+    """graph_scope='window' through `variant`: one graph per window, captured as (B, nW, heads, n, n), and
+    back to 'group' the released computation exactly."""
+    model = perturbed("light-x4", std=0.2)
+    x = torch.rand(2, 3, 24, 16)
+    window = model.variant(graph_scope="window")
+    with torch.no_grad(), gvtnet.capture(window) as cap:
+        out = window(x)
+    adj = cap.groups[0][0]["adjacency"]
+    assert adj.shape == (2, 6, 4, 64, 64)  # 3 x 2 windows of the 24 x 16 map
+    assert not torch.equal(adj[:, 0], adj[:, 1])
+    with torch.no_grad():
+        assert not torch.allclose(out, model(x), atol=1e-4)
+        assert torch.equal(window.variant(graph_scope="group")(x), model(x))
