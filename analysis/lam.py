@@ -3,30 +3,37 @@
 As the reference code (X-Lowlevel-Vision/LAM_Demo) computes it: path integrated gradients of the window's gradient magnitude
 D(F(x)) along a progressive Gaussian blur of the input, from K(sigma) * I to I. The reference runs its
 `fold` path points one at a time; they are independent, so here they run in batches (same map to float
-error, several times faster on a CPU).
+error, several times faster on a CPU), optionally under bf16 autocast, and several models' maps of one
+window run side by side on one shared path (`attribution_maps`).
 """
 from __future__ import annotations
 
+import contextvars
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 import matplotlib
+import matplotlib.patches
 import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import Saliency
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 from scipy.stats import gaussian_kde
 
 from gvtnet.images import bicubic_upscale
-from gvtnet.inference import to_image
+from gvtnet.inference import autocast, resolve_precision, to_image
 
 
 @dataclass
 class LAMResult:
-    """map: (h, w) in [0, 1]; attribution: (3, h, w); di: diffusion index; sr: (1, 3, sH, sW) model(lr);
-    the window is rows [row, row + window) x cols [col, col + window) of the SR image."""
+    """map: (h, w) in [0, 1]; attribution: (3, h, w); di: diffusion index; sr: (1, 3, sH, sW) model(lr)
+    (float32, computed at `precision`, 'fp32' or 'bf16'); the window is rows [row, row + window) x cols
+    [col, col + window) of the SR image."""
 
     map: np.ndarray
     attribution: np.ndarray
@@ -36,15 +43,23 @@ class LAMResult:
     row: int
     col: int
     window: int
+    precision: str = "fp32"
 
 
 def window_gradient(y: torch.Tensor, row: int, col: int, window: int) -> torch.Tensor:
     """D: (B, C, H, W) SR images -> (B,) the forward-difference gradient magnitude summed over channels
-    and over the window (truncated at the image edge)."""
+    and over the window rows [row, row + window) x cols [col, col + window), truncated at the image edges
+    (a negative row or col starts the window at 0). A window wholly outside the (H-1, W-1) gradient grid
+    raises ValueError: its map would be all zero."""
     dh = (y[:, :, :-1, :] - y[:, :, 1:, :]) ** 2
     dw = (y[:, :, :, :-1] - y[:, :, :, 1:]) ** 2
     g = torch.sqrt(dh[:, :, :, :-1] + dw[:, :, :-1, :])  # (B, C, H-1, W-1)
-    return g[:, :, row : row + window, col : col + window].sum(dim=(1, 2, 3))
+    r0, r1 = max(row, 0), min(row + window, g.shape[-2])
+    c0, c1 = max(col, 0), min(col + window, g.shape[-1])
+    if r0 >= r1 or c0 >= c1:
+        raise ValueError(f"the {window} px window at ({row}, {col}) lies outside the {y.shape[-2]}x{y.shape[-1]} "
+                         "SR image")
+    return g[:, :, r0:r1, c0:c1].sum(dim=(1, 2, 3))
 
 
 def gaussian_kernel(sigma: float, size: int) -> torch.Tensor:
@@ -93,28 +108,79 @@ def local_attribution_map(
     kernel_size: int = 9,
     batch_size: int = 25,
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
 ) -> LAMResult:
     """LAM of the SR window at (row, col) (SR pixels, top-left) of side `window`, for lr (1, 3, h, w) in
     [0, 1]. The `fold` path points run `batch_size` at a time (1 = the reference's schedule);
-    progress(done, total) is called after each batch."""
-    model.eval()  # the path points must not interact (no dropout, per-sample everything)
+    progress(done, total) is called after each batch. `precision`: 'fp32', 'bf16' (autocast of the
+    forward and backward passes; the path, the window's D and the sums stay fp32) or 'auto' (bf16 where
+    the device has it natively, see gvtnet.inference.native_bf16)."""
     x, dx = blur_path(lr, sigma, fold, kernel_size)
-    saliency = Saliency(lambda inp: window_gradient(model(inp), row, col, window))
+    return _lam(model, lr, x, dx, row, col, window, batch_size, progress, resolve_precision(precision, lr.device))
+
+
+def attribution_maps(
+    models: dict[str, torch.nn.Module],
+    lr: torch.Tensor,
+    row: int,
+    col: int,
+    window: int = 16,
+    sigma: float = 1.2,
+    fold: int = 50,
+    kernel_size: int = 9,
+    batch_size: int = 50,
+    progress: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
+    parallel: bool = True,
+) -> dict[str, LAMResult]:
+    """local_attribution_map of every model for the same window, on one shared blur path: {name: result}.
+    With `parallel`, each model runs in a thread of its own (torch releases the GIL, so with
+    torch.set_num_threads(1) each model has a core); progress(done, total) counts the path points of all."""
+    x, dx = blur_path(lr, sigma, fold, kernel_size)
+    precision = resolve_precision(precision, lr.device)
+    done, lock = dict.fromkeys(models, 0), threading.Lock()
+
+    def one(name):
+        def step(d, _):
+            with lock:  # the threads' counts, added up
+                done[name] = d
+                if progress:
+                    progress(sum(done.values()), fold * len(models))
+        return _lam(models[name], lr, x, dx, row, col, window, batch_size, step, precision)
+
+    if parallel and len(models) > 1:
+        with ThreadPoolExecutor(len(models)) as pool:  # each in a copy of the caller's context (progress bars)
+            futures = {name: pool.submit(contextvars.copy_context().run, one, name) for name in models}
+            return {name: f.result() for name, f in futures.items()}
+    return {name: one(name) for name in models}
+
+
+def _lam(model, lr, x, dx, row, col, window, batch_size, progress, precision) -> LAMResult:
+    """LAM on a given blur path (x, dx of blur_path); precision is 'fp32' or 'bf16'."""
+    model.eval()  # the path points must not interact (no dropout, per-sample everything)
+    fold = dx.shape[0]
+    last = {}
+
+    def window_d(inp):
+        out = model(inp).float()
+        last["sr"] = out[-1:].detach()  # the final batch ends at x[fold] = lr: its output is model(lr), not recomputed
+        return window_gradient(out, row, col, window)
+
+    saliency = Saliency(window_d)
     attr = torch.zeros_like(lr[0], dtype=torch.float64)
     for start in range(1, fold + 1, batch_size):
         stop = min(start + batch_size, fold + 1)
-        grad = saliency.attribute(x[start:stop].clone().requires_grad_(), abs=False)
-        grad = torch.where(grad.isnan(), 0.0, grad)  # sqrt'(0) = inf: a flat SR region gives no attribution
+        with autocast(precision, lr.device):
+            grad = saliency.attribute(x[start:stop].clone().requires_grad_(), abs=False)
+        grad = torch.where(grad.isnan(), 0.0, grad.float())  # sqrt'(0) = inf: a flat SR region gives no attribution
         attr += (grad.double() * dx[start - 1 : stop - 1].double()).sum(0)
         if progress:
             progress(stop - 1, fold)
     attr = (attr / fold).float()
     m = attr.sum(0).abs().numpy()
     m = m / m.max() if m.max() > 0 else m
-    with torch.no_grad():
-        sr = model(lr)
-    return LAMResult(map=m, attribution=attr.numpy(), di=diffusion_index(m), lr=lr, sr=sr, row=row,
-                     col=col, window=window)
+    return LAMResult(map=m, attribution=attr.numpy(), di=diffusion_index(m), lr=lr, sr=last["sr"], row=row,
+                     col=col, window=window, precision=precision)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -151,6 +217,53 @@ def lam_kde(result: LAMResult, bandwidth: float | None = None) -> Image.Image:
     dens = kde(np.stack([(gr.ravel() + 0.5) * h / sh - 0.5, (gc.ravel() + 0.5) * w / sw - 0.5]))
     dens = (dens / dens.max()).reshape(sh, sw)
     return Image.blend(_upscaled_lr(result), Image.fromarray(_colour(dens * 0.5 + 0.5, "seismic")), 0.5)
+
+
+MASS_FRACTIONS = (0.5, 0.9, 0.99)
+SPREAD_CAPTION = ("How far each window reaches: the attribution on a log scale (bright: strong, dark: a "
+                  "thousandth of the peak or less) with contours around the smallest areas holding 50%, 90% and "
+                  "99% of it; wider contours mean a larger DI.")
+
+
+def mass_levels(m: np.ndarray, fractions=MASS_FRACTIONS) -> tuple[np.ndarray, np.ndarray]:
+    """(levels, areas), each (len(fractions),): the pixels of m >= levels[i] are the smallest set holding
+    fractions[i] of the map's total, and areas[i] is that set's size as a fraction of the pixels (0 for an
+    all-zero map)."""
+    a = np.sort(np.asarray(m, np.float64).ravel())[::-1]
+    total = np.cumsum(a)
+    if total[-1] <= 0:
+        return np.zeros(len(fractions)), np.zeros(len(fractions))
+    k = np.minimum(np.searchsorted(total, np.asarray(fractions) * total[-1] * (1 - 1e-12)), a.size - 1)
+    return a[k], (k + 1) / a.size
+
+
+def spread_figure(results: dict[str, LAMResult], fractions=MASS_FRACTIONS, floor: float = 1e-3) -> Figure:
+    """One panel per model, side by side: the map on a log scale from `floor` to 1 over the grey face,
+    contours of the smallest areas holding each fraction of the attribution, and the window; DI and the
+    areas in the titles. The faint tail that DI measures, and the linear overlay hides, is visible here."""
+    fig = Figure(figsize=(3.3 * len(results) + 0.8, 3.9), layout="constrained")
+    axes = fig.subplots(1, len(results), squeeze=False)[0]
+    colours = matplotlib.colormaps["cool"](np.linspace(0, 1, len(fractions)))
+    for ax, (name, res) in zip(axes, results.items()):
+        sh, sw = res.sr.shape[-2:]
+        h, w = res.map.shape
+        ax.imshow(_upscaled_lr(res).convert("L"), cmap="gray", extent=(0, sw, sh, 0))
+        im = ax.imshow(np.clip(res.map, floor, 1), cmap="inferno", norm=LogNorm(floor, 1), alpha=0.7,
+                       extent=(0, sw, sh, 0), interpolation="nearest")
+        levels, areas = mass_levels(res.map, fractions)
+        yy, xx = (np.arange(h) + 0.5) * sh / h, (np.arange(w) + 0.5) * sw / w
+        for level, colour, f in sorted(zip(levels, colours, fractions), key=lambda t: t[0]):
+            if 0 < level < res.map.max():  # a contour needs values on both sides
+                ax.contour(xx, yy, res.map, levels=[level], colors=[colour], linewidths=1.3)
+            ax.plot([], [], color=colour, label=f"{f:.0%}")
+        ax.add_patch(matplotlib.patches.Rectangle((res.col, res.row), res.window, res.window, fill=False,
+                                                  edgecolor="lime", linewidth=1.2))
+        ax.set_title(f"{name}: DI {res.di:.2f}\n" + ", ".join(f"{f:.0%} in {a:.1%}" for f, a in zip(fractions, areas)),
+                     fontsize=9)
+        ax.axis("off")
+    axes[0].legend(loc="lower left", fontsize=7, title="mass", title_fontsize=7, framealpha=0.6)
+    fig.colorbar(im, ax=list(axes), shrink=0.8, label="attribution / peak (log)")
+    return fig
 
 
 def window_box(result: LAMResult, width: int = 2) -> Image.Image:

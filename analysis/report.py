@@ -4,8 +4,9 @@
         [--baseline assets/swinir-light-x4.safetensors] [--scale N]
 
 FACE is any image: its centre square, resized to 128 x 128, is the HR face; the LR face is its bicubic
-downscale by the model's scale (or --scale). With --baseline the paper's Fig. 4 is drawn: LAM and DI of
-GVTNet against the baseline on the same face and window.
+downscale by the model's scale (or --scale). With --baseline (any SR model `gvtnet.load_sr_model` reads:
+ours, SwinIR, HAT, RRDB, ...) the paper's Fig. 4 is drawn: LAM and DI of GVTNet against the baseline on the
+same face and window, and the spread view (log scale, 50/90/99% contours) of both side by side.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tqdm import tqdm
 from gvtnet.images import bicubic_upscale, center_square, degrade, open_image
 from gvtnet.inference import to_image, to_tensor
 from gvtnet.metrics import psnr
+from gvtnet.sr_models import load_sr_model, model_name, scale_of
 from gvtnet.weights import describe, load_model
 
 from . import attention, graphs, lam, threshold
@@ -76,22 +78,26 @@ def strip(images: list[tuple[str, Image.Image]]) -> Figure:
     return fig
 
 
-def run_lam(model, lr, row, col, args, name: str) -> lam.LAMResult:
-    with tqdm(total=args.fold, desc=f"LAM {name}", leave=False) as bar:
-        return lam.local_attribution_map(model, lr, row, col, window=args.window, fold=args.fold,
-                                         batch_size=args.batch_size, progress=lambda done, _: bar.update(done - bar.n))
+def run_lam(models: dict, lr, row, col, args) -> dict[str, lam.LAMResult]:
+    """LAM of every model on one shared path, one after the other (each on all threads), with a progress bar."""
+    with tqdm(total=args.fold * len(models), desc="LAM", leave=False) as bar:
+        return lam.attribution_maps(models, lr, row, col, window=args.window, fold=args.fold,
+                                    batch_size=args.batch_size, precision=args.precision, parallel=False,
+                                    progress=lambda done, _: bar.update(done - bar.n))
 
 
 def graph_section(page: Page, ins, hr: Image.Image, query: tuple[int, int]) -> dict:
     page.heading("Neighbour graphs (head 0; the node at the face centre selected)")
     stats = {}
-    for g, gg in enumerate(tqdm(ins.groups, desc="graphs", leave=False)):
-        centre = int(gg.node_map[query])
-        stats[g] = graphs.group_stats(ins, g)
-        page.image(f"graph_group{g}", graphs.graph_png(ins, hr, g, 0, selected=centre))
-        page.image(f"adjacency_group{g}", graphs.adjacency_png(ins, g))
-        page.plotly(graphs.graph_figure(ins, hr, g, 0, selected=centre))
-    page.plotly(graphs.adjacency_heatmap(ins, 0, 0))
+    for g in tqdm(sorted({g for g, _ in ins.graphs}), desc="graphs", leave=False):
+        sel = graphs.select(ins, g, 0, query)
+        stats[g] = graphs.group_stats(ins, g, sel.window)
+        page.image(f"graph_group{g}", graphs.graph_image(ins, hr, g, 0, query, sel.edges),
+                   f"group {g}, head 0: darkened, the patches the ringed node may not attend to; lines, the "
+                   f"edges {'kept' if sel.edges == 'kept' else 'the threshold cut'}; yellow, the pixels of its window")
+        page.image(f"adjacency_group{g}", graphs.adjacency_png(ins, g, sel.window))
+        page.plotly(graphs.graph_figure(ins, hr, g, 0, selected=sel.node, window=sel.window))
+    page.plotly(graphs.overview_figure(ins, graphs.select(ins, min(stats), 0, query).window))
     return stats
 
 
@@ -119,18 +125,22 @@ def lam_section(page: Page, model, lr, args) -> dict:
     row = args.row if args.row is not None else (s * h - args.window) // 2
     col = args.col if args.col is not None else (s * w - args.window) // 2
     page.heading(f"LAM of the {args.window} x {args.window} SR window at ({row}, {col})")
-    results = {"GVTNet" if "G" in model.cfg.block_pattern else "model": run_lam(model, lr, row, col, args, "model")}
+    models = {"GVTNet" if "G" in model.cfg.block_pattern else "model": model}
     if args.baseline:
-        base = load_model(args.baseline)
-        if base.cfg.upscale != s:
-            raise SystemExit(f"the baseline is x{base.cfg.upscale}, the model x{s}")
-        name = "SwinIR" if "G" not in base.cfg.block_pattern else "baseline"
-        results[name] = run_lam(base, lr, row, col, args, "baseline")
+        base = load_sr_model(args.baseline)
+        if scale_of(base) != s:
+            raise SystemExit(f"the baseline is x{scale_of(base)}, the model x{s}")
+        name = model_name(base)
+        models["baseline" if name in models else name] = base
+    results = run_lam(models, lr, row, col, args)
     page.text("DI: " + ", ".join(f"{name} {r.di:.2f}" for name, r in results.items()) +
               " (diffusion index: larger means the window draws on a wider region of the input).")
     page.image("lam_fig4" if args.baseline else "lam", lam.lam_figure(results),
                "LAM comparison (the paper's Fig. 4)" if args.baseline else "LAM")
-    return {name: {"di": r.di, "row": row, "col": col, "window": args.window} for name, r in results.items()}
+    page.image("lam_spread", lam.spread_figure(results), lam.SPREAD_CAPTION)
+    return {name: {"di": r.di, "row": row, "col": col, "window": args.window, "precision": r.precision,
+                   "mass_areas": dict(zip(map(str, lam.MASS_FRACTIONS), lam.mass_levels(r.map)[1].tolist()))}
+            for name, r in results.items()}
 
 
 def report(args) -> Path:
@@ -154,10 +164,10 @@ def report(args) -> Path:
     page.image("faces", strip([("LR", lr_img.resize(hr.size, Image.NEAREST)), ("bicubic", bicubic_upscale(lr_img, s)),
                                ("SR", sr), ("HR", hr)]))
     query = (ins.lr_size[0] // 2, ins.lr_size[1] // 2)  # the face centre, in LR pixels
-    if ins.groups:
+    if ins.graphs:
         summary["graphs"] = graph_section(page, ins, hr, query)
     attention_section(page, ins, hr, query)
-    if ins.groups:
+    if ins.graphs:
         summary["sweep"] = threshold_section(page, model, lr, hr, args.thresholds)
     summary["lam"] = lam_section(page, model, lr, args)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
@@ -176,6 +186,8 @@ def main(argv=None):
     p.add_argument("--col", type=int, help="LAM window left column, SR pixels (default: centred)")
     p.add_argument("--fold", type=int, default=50, help="LAM path steps")
     p.add_argument("--batch-size", type=int, default=25, help="LAM path points per batch")
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="LAM arithmetic: bf16 autocast, or auto (bf16 where the CPU has it natively)")
     p.add_argument("--thresholds", type=lambda v: [float(t) for t in v.split(",")],
                    default=[round(t, 2) for t in np.arange(0.3, 1.0001, 0.05)], help="comma-separated T values to sweep")
     print(report(p.parse_args(argv)))

@@ -4,6 +4,7 @@ gvtnet.infer` does not run a module the package has already imported)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import numpy as np
 import torch
@@ -33,15 +34,48 @@ def _undo(x: torch.Tensor, t: bool, fh: bool, fw: bool) -> torch.Tensor:
     return x.transpose(-2, -1) if t else x
 
 
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether the device computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AMX or
+    AVX512-BF16 (elsewhere bf16 is emulated and slower than fp32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """'fp32' or 'bf16' for a `precision` of PRECISIONS: 'auto' is bf16 where the device has native bf16."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
+def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
+    """bf16 autocast (matrix products and convolutions in bfloat16, reductions and norms in fp32) when
+    `precision` resolves to bf16 on the device, else nothing."""
+    device = torch.device(device)
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 @torch.no_grad()
-def super_resolve(model: torch.nn.Module, lr: torch.Tensor, ensemble: str | None = None) -> torch.Tensor:
-    """(N, 3, h, w) in [0, 1] -> (N, 3, s*h, s*w) clamped to [0, 1]. With an `ensemble` of ENSEMBLES, the
-    mean of the restorations of its flipped/transposed inputs, each transformed back."""
-    if not ensemble:
-        return model(lr).clamp(0, 1)
-    if ensemble not in ENSEMBLES:
+def super_resolve(model: torch.nn.Module, lr: torch.Tensor, ensemble: str | None = None,
+                  precision: str = "fp32") -> torch.Tensor:
+    """(N, 3, h, w) in [0, 1] -> (N, 3, s*h, s*w) float32 clamped to [0, 1]. With an `ensemble` of
+    ENSEMBLES, the mean of the restorations of its flipped/transposed inputs, each transformed back.
+    `precision`: 'fp32', 'bf16' (autocast) or 'auto' (bf16 where the device has it natively)."""
+    if ensemble and ensemble not in ENSEMBLES:
         raise ValueError(f"unknown self-ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
-    outs = [_undo(model(_apply(lr, *g)), *g) for g in ENSEMBLES[ensemble]]
+    with autocast(precision, lr.device):
+        if not ensemble:
+            return model(lr).float().clamp(0, 1)
+        outs = [_undo(model(_apply(lr, *g)).float(), *g) for g in ENSEMBLES[ensemble]]
     return torch.stack(outs).mean(0).clamp(0, 1)
 
 
@@ -61,12 +95,12 @@ def to_image(x: torch.Tensor, mode: str = "RGB") -> Image.Image:
     return Image.fromarray(to_uint8(x)[0]).convert(mode)
 
 
-def upscale(model: torch.nn.Module, image, ensemble: str | None = None) -> Image.Image:
+def upscale(model: torch.nn.Module, image, ensemble: str | None = None, precision: str = "fp32") -> Image.Image:
     """Super-resolve a PIL image or array of any mode (RGBA, grayscale, 16-bit, EXIF-rotated); returns
-    a PIL image, grayscale if the input was. `ensemble`: as in super_resolve."""
+    a PIL image, grayscale if the input was. `ensemble`, `precision`: as in super_resolve."""
     img = open_image(image)
     device = next(model.parameters()).device
-    out = super_resolve(model.eval(), to_tensor(img).to(device), ensemble)
+    out = super_resolve(model.eval(), to_tensor(img).to(device), ensemble, precision)
     return to_image(out, "L" if img.mode == "L" else "RGB")
 
 

@@ -105,3 +105,183 @@ def test_renderings(model, lr16):
                        0.5 * upscaled[4 * r : 4 * r + 4, 4 * c : 4 * c + 4] + 0.5 * np.array([127.5, 0, 0]), atol=1.5)
     fig = lam.lam_figure({"a": res, "b": res})
     assert len(fig.axes) == 6 and "DI" in fig.axes[1].get_title()
+
+
+def test_window_gradient_truncates_at_every_edge():
+    """A window hanging over any edge sums only the pixels inside (negative starts included, which
+    Python's slicing would otherwise make empty); one wholly outside is refused."""
+    y = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(0))
+    dh, dw = (y[:, :, :-1, :] - y[:, :, 1:, :]) ** 2, (y[:, :, :, :-1] - y[:, :, :, 1:]) ** 2
+    g = torch.sqrt(dh[:, :, :, :-1] + dw[:, :, :-1, :])  # (2, 3, 19, 23), by hand
+    torch.testing.assert_close(lam.window_gradient(y, -4, -3, 8), g[:, :, 0:4, 0:5].sum((1, 2, 3)))
+    torch.testing.assert_close(lam.window_gradient(y, 15, 20, 8), g[:, :, 15:19, 20:23].sum((1, 2, 3)))
+    torch.testing.assert_close(lam.window_gradient(y, 2, 3, 8), g[:, :, 2:10, 3:11].sum((1, 2, 3)))
+    for row, col in [(-8, 0), (0, -9), (19, 0), (0, 30)]:
+        with pytest.raises(ValueError, match="outside"):
+            lam.window_gradient(y, row, col, 8)
+
+
+def test_negative_window_gives_a_real_map(model, lr16):
+    res = lam.local_attribution_map(model, lr16, -4, -4, window=16, fold=3, batch_size=3)
+    assert res.map.max() == pytest.approx(1) and res.di < 100
+
+
+def test_shared_path_parallel_and_reused_output(model, lr16):
+    """attribution_maps gives each model's local_attribution_map (threads or not), its sr is model(lr)
+    without a second forward pass, and progress counts the path points of all the models."""
+    other = gvtnet.build_model("swinir-light-x4").eval()
+    for p in other.upsampler.parameters():
+        p.data.normal_(0, 0.02)
+    models = {"a": model, "b": other}
+    calls = []
+    par = lam.attribution_maps(models, lr16, 20, 24, fold=4, batch_size=2, progress=lambda d, t: calls.append((d, t)))
+    seq = lam.attribution_maps(models, lr16, 20, 24, fold=4, batch_size=2, parallel=False)
+    assert sorted(calls)[-1] == (8, 8) and len(calls) == 4
+    for name, m in models.items():
+        one = lam.local_attribution_map(m, lr16, 20, 24, fold=4, batch_size=2)
+        for res in (par[name], seq[name]):
+            np.testing.assert_allclose(res.attribution, one.attribution, rtol=1e-6, atol=1e-9)
+        with torch.no_grad():
+            torch.testing.assert_close(one.sr, m(lr16))
+    assert par["a"].di != pytest.approx(par["b"].di)
+
+
+def test_bf16_map_agrees_with_fp32(model, lr16):
+    """The fast path's stated tolerance: map correlation >= 0.99 and DI within 1% of fp32."""
+    fp32 = lam.local_attribution_map(model, lr16, 20, 24, fold=8, batch_size=8)
+    bf16 = lam.local_attribution_map(model, lr16, 20, 24, fold=8, batch_size=8, precision="bf16")
+    assert bf16.precision == "bf16" and not np.array_equal(bf16.map, fp32.map)
+    assert np.corrcoef(bf16.map.ravel(), fp32.map.ravel())[0, 1] >= 0.99
+    assert bf16.di == pytest.approx(fp32.di, rel=0.01)
+    assert lam.local_attribution_map(model, lr16, 20, 24, fold=2, precision="auto").precision in ("fp32", "bf16")
+
+
+def test_mass_levels_by_hand():
+    m = np.array([[4.0, 3.0], [2.0, 1.0]])  # total 10
+    levels, areas = lam.mass_levels(m, (0.5, 0.9, 0.99))
+    # 50%: 4 + 3 = 7 >= 5 (two pixels, the smallest 3); 90%: 4 + 3 + 2 = 9; 99%: all four
+    np.testing.assert_array_equal(levels, [3, 2, 1])
+    np.testing.assert_array_equal(areas, [0.5, 0.75, 1.0])
+    assert lam.mass_levels(np.zeros((3, 3)))[1].tolist() == [0, 0, 0]
+
+
+def test_spread_figure(model, lr16):
+    res = lam.local_attribution_map(model, lr16, 20, 12, window=16, fold=3, batch_size=3)
+    fig = lam.spread_figure({"a": res, "b": res})
+    assert len(fig.axes) == 3  # two panels and the colour bar
+    title = fig.axes[0].get_title()
+    assert f"DI {res.di:.2f}" in title and "90% in" in title
+    assert fig.axes[0].collections  # the contours
+
+
+# ----------------------------------------------------------------------------------------------------
+# the study
+
+
+def test_study_matches_lam_and_resumes(model, lr16, tmp_path):
+    from analysis import lam_study
+
+    faces = {"f1": lr16, "f2": lr16.flip(-1), "f3": lr16.flip(-2)}
+    windows = [lam_study.Window("w", 20, 24, 16), lam_study.Window("edge", -4, 50, 16)]
+    models = {"m": model, "n": gvtnet.build_model("swinir-light-x4").eval()}
+    path = tmp_path / "s.json"
+    first = lam_study.study(models, dict(list(faces.items())[:2]), windows, fold=3, path=path)
+    assert len(first["records"]) == 2 * 2 * 2
+    one = lam.local_attribution_map(model, faces["f2"], 20, 24, 16, fold=3)
+    rec = next(r for r in first["records"] if (r["face"], r["window"], r["model"]) == ("f2", "w", "m"))
+    assert rec["di"] == pytest.approx(one.di, abs=1e-9) and (rec["row"], rec["col"], rec["size"]) == (20, 24, 16)
+
+    calls = []
+    hooks = [m.register_forward_pre_hook(lambda mod, args: calls.append(args[0].shape[0])) for m in models.values()]
+    again = lam_study.study(models, faces, windows, fold=3, path=path)
+    for h in hooks:
+        h.remove()
+    assert calls == [3] * 4  # only f3's two windows, for each of the two models (one batch of 3 points each)
+    assert again["records"][:8] == first["records"]
+    assert [r["face"] for r in again["records"][8:]] == ["f3"] * 4
+    import json
+    assert json.loads(path.read_text())["records"] == again["records"]
+    with pytest.raises(ValueError, match="other settings"):
+        lam_study.study(models, faces, windows, fold=4, path=path)
+    assert "| m |" in lam_study.markdown(again) and len(lam_study.figure(again).axes) == 2
+
+
+def test_summary_by_hand():
+    """Paired differences per face (mean over windows), their bootstrap interval, the fraction higher."""
+    from analysis import lam_study
+
+    di = {("f1", "a"): 10, ("f1", "b"): 7, ("f2", "a"): 5, ("f2", "b"): 6, ("f3", "a"): 9, ("f3", "b"): 4}
+    records = [{"face": f, "window": w, "model": m, "di": v + (1 if w == "y" else 0)}
+               for (f, m), v in di.items() for w in ("x", "y")]
+    s = lam_study.summarise(records, ["a", "b"], resamples=2000)
+    pair = s["pairs"]["a - b"]["all"]
+    assert pair["mean"] == pytest.approx((3 - 1 + 5) / 3) and pair["frac_first_higher"] == pytest.approx(2 / 3)
+    low, high = pair["ci95"]
+    assert low <= pair["mean"] <= high and -1 <= low and high <= 5  # within the range of the face means
+    assert s["models"]["a"]["mean_di"] == pytest.approx(np.mean([10, 5, 9]) + 0.5)
+    assert s["models"]["b"]["by_window"]["y"] == pytest.approx(np.mean([7, 6, 4]) + 1)
+    rng = np.random.default_rng(3)
+    for n in (5, 40):
+        vals = rng.normal(2, 3, n)
+        st = lam_study.mean_interval(vals, resamples=2000)
+        assert st["ci95"][0] <= st["mean"] <= st["ci95"][1] and st["mean"] == pytest.approx(vals.mean())
+
+
+def test_face_windows_inside_the_face():
+    from analysis import lam_study
+
+    wins = {w.name: w for w in lam_study.face_windows(128, 128)}
+    assert wins["left_eye"].row == wins["right_eye"].row < wins["nose"].row < wins["mouth"].row
+    assert wins["left_eye"].col < wins["nose"].col == wins["mouth"].col < wins["right_eye"].col
+    for w in lam_study.face_windows(16, 16, size=16):
+        assert (w.row, w.col) == (0, 0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the app's LAM and Model tabs
+
+
+def test_app_lam_with_an_uploaded_model(tmp_path, astronaut_face):
+    """An uploaded ESRGAN is compared beside GVTNet and SwinIR: restored, and its LAM run with theirs on one
+    shared path; each DI is the library's for that model and window."""
+    from app import callbacks as cb
+    from gvtnet.inference import resolve_precision
+    from gvtnet.sr_models import _spandrel
+
+    _spandrel()
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(0)
+    net = ESRGAN(num_filters=8, num_blocks=1, scale=8).eval()
+    torch.save({"params_ema": net.state_dict()}, tmp_path / "esrgan-x8.pth")
+    custom, compare = cb.load_checkpoint(str(tmp_path / "esrgan-x8.pth"))
+    assert custom is None and compare.architecture == "ESRGAN"
+    face = tmp_path / "face.png"
+    astronaut_face.save(face)
+    s = cb.restore(str(face), 4, cb.SIMULATE, cb.CENTRE, False, "light", None, compare)  # its x8 sets the scale
+    assert s.scale == 8 and list(s.others) == ["ESRGAN"] and s.others_sr["ESRGAN"].size == (128, 128)
+    assert [r[0] for r in cb.metrics(s)][-1] == "ESRGAN (uploaded)" and len(cb.restore_view(s)["others"]) == 1
+    assert "no graph layers" in cb.model_summary(s.model, "shipped", s.others)
+    calls = []
+    v = cb.lam_view(s, 16, lambda d, t: calls.append((d, t)))
+    assert list(v["models"]) == ["GVTNet", "SwinIR", "ESRGAN"] and max(calls) == (150, 150)
+    assert v["precision"] == resolve_precision("auto") and v["spread"].endswith(".png")
+    r = v["models"]["ESRGAN"]
+    one = lam.local_attribution_map(compare, to_tensor(s.lr), r["row"], r["col"], 16, batch_size=50,
+                                    precision=cb.LAM_PRECISION)
+    assert r["di"] == pytest.approx(one.di, abs=2e-3)
+    gv, _ = cb.load_checkpoint("assets/gvtnet-light-x4.safetensors")
+    assert isinstance(gv, gvtnet.GVTNet) and cb.load_checkpoint(None) == (None, None)
+
+
+def test_app_small_study(tmp_path, astronaut_face, monkeypatch):
+    from app import callbacks as cb
+
+    monkeypatch.setattr(cb, "STUDY_FACES", 2)  # one example and the session's face
+    face = tmp_path / "face.png"
+    astronaut_face.save(face)
+    s = cb.restore(str(face), 8, cb.SIMULATE, cb.CENTRE, False, "light", None)
+    calls = []
+    table, fig = cb.lam_study_view(s, 16, lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (8, 8)  # 2 faces x 4 windows
+    assert "2 faces" in table and "| GVTNet |" in table and "GVTNet - SwinIR" in table and fig.endswith(".png")

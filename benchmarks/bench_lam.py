@@ -1,0 +1,202 @@
+"""LAM and inference speed by precision (fp32 against bf16 autocast) and schedule.
+
+    python -m benchmarks.bench_lam app [--repeats 5]
+    python -m benchmarks.bench_lam official [--repeats 2]
+    python -m benchmarks.bench_lam forward --released PATH/TO/GVTNet_arch.py [--repeats 15] [--data DIR]
+
+app: the LAM tab's work, GVTNet and SwinIR light on one window of the astronaut's face, as the app ran it
+before (one model after the other, 25 path points a batch, fp32, one torch thread) and as candidates
+(both models side by side in two threads of one torch thread each, or one after the other on two
+threads; 50 points a batch; fp32 or bf16), called in turn, so ratios are taken within one run.
+official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 (x8) face, two threads,
+fp32 against bf16, with the maps' correlation and the DIs. forward: official-x8 forward, the released code
+against ours in fp32 and in bf16 (same weights, in turn), and with --data the PSNR of the shipped light
+models against the original with and without bf16 on real faces. Medians with the interquartile range.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage import data
+
+from benchmarks.timing import summary, timed
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    native = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    from gvtnet.inference import native_bf16
+    return (f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, capability "
+            f"{torch.backends.cpu.get_cpu_capability()}, bf16 flags {native or 'none'}, native_bf16() = "
+            f"{native_bf16()}, {platform.python_version()}")
+
+
+def astronaut_lr(scale: int) -> torch.Tensor:
+    from gvtnet.images import center_square, degrade
+    from gvtnet.inference import to_tensor
+    face = center_square(Image.fromarray(data.astronaut()).crop((150, 20, 330, 200)))
+    return to_tensor(degrade(face, scale))
+
+
+def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
+    """Each run once per round, in turn, after one warm-up of each."""
+    for run in runs.values():
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name] += timed(run, 1, warmup=0)
+    return times
+
+
+def ratio(times, base, name) -> str:
+    r = [b / a for a, b in zip(times[name], times[base])]
+    return summary(r) if name != base else ""
+
+
+def bench_app(repeats: int, scales=(4, 8)):
+    from analysis import lam
+    from gvtnet.weights import load_model
+
+    print("| scale | schedule | seconds | speed-up over before (per round) | DI GVTNet | DI SwinIR |")
+    print("|---|---|---|---|---|---|")
+    for scale in scales:
+        models = {"GVTNet": load_model(f"assets/gvtnet-light-x{scale}.safetensors"),
+                  "SwinIR": load_model(f"assets/swinir-light-x{scale}.safetensors")}
+        lr = astronaut_lr(scale)
+        row = col = (lr.shape[-1] * scale - 16) // 2
+        dis = {}
+
+        def run(name, batch, precision, parallel, threads):
+            def go():
+                torch.set_num_threads(threads)
+                if name == "before":  # the app's old loop: one model after the other, each its own path
+                    res = {k: lam.local_attribution_map(m, lr, row, col, batch_size=batch) for k, m in models.items()}
+                else:
+                    res = lam.attribution_maps(models, lr, row, col, batch_size=batch, precision=precision,
+                                               parallel=parallel)
+                dis[name] = {k: r.di for k, r in res.items()}
+            return go
+
+        runs = {"before": run("before", 25, "fp32", False, 1),
+                "side by side, 1 thread each, fp32": run("a", 50, "fp32", True, 1),
+                "side by side, 1 thread each, bf16": run("b", 50, "bf16", True, 1),
+                "one after the other, 2 threads, fp32": run("c", 50, "fp32", False, 2),
+                "one after the other, 2 threads, bf16": run("d", 50, "bf16", False, 2)}
+        keys = dict(zip(runs, ["before", "a", "b", "c", "d"]))
+        times = interleaved(runs, repeats)
+        for name in runs:
+            d = dis[keys[name]]
+            print(f"| x{scale} | {name} | {summary(times[name])} | {ratio(times, 'before', name)} | "
+                  f"{d['GVTNet']:.3f} | {d['SwinIR']:.3f} |")
+    torch.set_num_threads(2)
+
+
+def bench_official(repeats: int, presets=("official-x4", "official-x8"), batch: int = 10):
+    import gvtnet
+    from analysis import lam
+
+    print("| preset | face | precision | seconds | bf16 time / fp32 time (per round) | map correlation with fp32 | DI | DI change |")
+    print("|---|---|---|---|---|---|---|---|")
+    for preset, side in (("official-x4", 32), ("official-x8", 16)):
+        if preset not in presets:
+            continue
+        torch.manual_seed(0)
+        model = gvtnet.build_model(preset).eval()
+        for p in model.upsampler.parameters():  # the output must depend on the body (see tests/test_lam.py)
+            p.data.normal_(0, 0.02)
+        lr = astronaut_lr(128 // side)
+        scale = model.cfg.upscale
+        row = col = (side * scale - 16) // 2
+        res = {}
+
+        def run(precision):
+            def go():
+                res[precision] = lam.local_attribution_map(model, lr, row, col, batch_size=batch,
+                                                               precision=precision)
+            return go
+
+        times = interleaved({"fp32": run("fp32"), "bf16": run("bf16")}, repeats)
+        for prec in ("fp32", "bf16"):
+            corr = np.corrcoef(res[prec].map.ravel(), res["fp32"].map.ravel())[0, 1]
+            change = (res[prec].di - res["fp32"].di) / res["fp32"].di
+            print(f"| {preset} | {side}x{side} | {prec} | {summary(times[prec], digits=1)} | "
+                  f"{ratio(times, 'bf16', 'fp32') if prec == 'bf16' else ''} | {corr:.5f} | {res[prec].di:.3f} | "
+                  f"{change:+.2%} |")
+
+
+def bench_forward(released_file: str | None, repeats: int, data_dir: str | None):
+    import gvtnet
+    from gvtnet.inference import autocast, super_resolve
+    from gvtnet.weights import infer_config, released_to_ours
+
+    if released_file:
+        from benchmarks.released import build_released
+        print("| official-x8 (16x16 face) | ms | time / released (per round) | max abs diff to released |")
+        print("|---|---|---|---|")
+        torch.manual_seed(0)
+        released = build_released(released_file, 8)
+        state = released_to_ours(released.state_dict())
+        ours = gvtnet.GVTNet(infer_config(state)).eval()
+        ours.load_state_dict(state)
+        x = torch.rand(1, 3, 16, 16)
+
+        def bf16():
+            with autocast("bf16"):
+                return ours(x)
+
+        runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x), "ours bf16": bf16}
+        with torch.inference_mode():
+            ref = released(x)
+            diffs = {name: (run().float() - ref).abs().max().item() for name, run in runs.items()}
+            times = interleaved(runs, repeats)
+        for name in runs:
+            r = [a / b for a, b in zip(times[name], times["released"])]
+            print(f"| {name} | {summary(times[name], 1000, 1)} | {summary(r) if name != 'released' else ''} | "
+                  f"{diffs[name]:.1e} |")
+    if data_dir:
+        from gvtnet.data import image_files
+        from gvtnet.images import center_square, degrade, open_image
+        from gvtnet.inference import to_tensor, to_uint8
+        from gvtnet.metrics import psnr
+        print("\n| shipped model | faces | PSNR fp32 | PSNR bf16 | mean difference | largest difference |")
+        print("|---|---|---|---|---|---|")
+        hrs = [center_square(open_image(p).convert("RGB")) for p in image_files(data_dir)[:100]]
+        for name in ("gvtnet-light-x4", "gvtnet-light-x8", "swinir-light-x4", "swinir-light-x8"):
+            model = gvtnet.load_model(f"assets/{name}.safetensors")
+            s = model.cfg.upscale
+            lr = torch.cat([to_tensor(degrade(hr, s)) for hr in hrs])
+            vals = {p: [psnr(to_uint8(super_resolve(model, lr[i:i + 25], precision=p))[j], np.asarray(hrs[i + j]))
+                        for i in range(0, len(hrs), 25) for j in range(min(25, len(hrs) - i))] for p in ("fp32", "bf16")}
+            d = np.subtract(vals["bf16"], vals["fp32"])
+            print(f"| {name} | {len(hrs)} | {statistics.mean(vals['fp32']):.3f} | {statistics.mean(vals['bf16']):.3f} | "
+                  f"{d.mean():+.4f} | {np.abs(d).max():.4f} |")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=["app", "official", "forward"])
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--released", help="basicsr/archs/GVTNet_arch.py of a checkout of the released code")
+    p.add_argument("--scales", type=int, nargs="+", default=[4, 8], help="app: the scales to time")
+    p.add_argument("--presets", nargs="+", default=["official-x4", "official-x8"], help="official: the presets")
+    p.add_argument("--batch", type=int, default=10,
+                   help="official: path points per batch (25 at x4 needs over 13 GB)")
+    p.add_argument("--data", help="folder of faces for the bf16 PSNR check (e.g. celeba-test-1000)")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(machine() + "\n")
+    {"app": lambda: bench_app(args.repeats, args.scales),
+     "official": lambda: bench_official(args.repeats, args.presets, args.batch),
+     "forward": lambda: bench_forward(args.released, args.repeats, args.data)}[args.what]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Any super-resolution network as a torch module: GVTNet and its SwinIR baseline through `load_model`,
+and every other architecture that spandrel (the model-loading library behind chaiNNer) detects from its
+state dict: SwinIR, HAT, RRDB/ESRGAN, Real-ESRGAN compact, OmniSR, SPAN and others.
+
+Files are read by our own safe loaders (`weights.read_state_dict`: safetensors, or
+`torch.load(weights_only=True)`); spandrel only sees the tensors, so nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import GVTNet
+from .weights import CheckpointError, describe, load_model, read_state_dict
+
+_torchvision_ops: torch.library.Library | None = None  # kept alive: dropping it would unregister the ops
+
+
+def _spandrel():
+    """spandrel, imported on first use. It imports torchvision for two non-SR architectures (LaMa,
+    RestoreFormer); PyPI's torchvision wheel is built for CUDA torch and, beside a CPU build of torch, fails
+    while registering shapes for two of its C++ operators it could not load. Declaring those two operators
+    (no kernels: calling them still fails) lets its Python half, and so spandrel, import."""
+    global _torchvision_ops
+    try:
+        import spandrel
+    except RuntimeError as e:
+        if "torchvision::" not in str(e):
+            raise
+        for name in [m for m in sys.modules if m.split(".")[0] in ("torchvision", "spandrel")]:
+            del sys.modules[name]  # the half-imported modules
+        _torchvision_ops = torch.library.Library("torchvision", "FRAGMENT")
+        for op in ("nms", "qnms"):
+            _torchvision_ops.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        import spandrel
+    return spandrel
+
+
+class SpandrelSR(nn.Module):
+    """A network spandrel detected, as (N, 3, h, w) in [0, 1] -> (N, 3, s*h, s*w): the input padded to the
+    architecture's size requirements (reflect, then replicate beyond the reflectable) and the output cropped
+    back, as spandrel's own call does, but differentiable (spandrel's call runs in inference mode, which
+    LAM's gradients cannot pass)."""
+
+    def __init__(self, descriptor):
+        super().__init__()
+        self.net = descriptor.model
+        self.architecture = descriptor.architecture.name
+        self.scale = descriptor.scale
+        self.size_requirements = descriptor.size_requirements
+        self._call = descriptor._call_fn  # how the architecture is run (a few take extra arguments)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_w, pad_h = self.size_requirements.get_padding(w, h)
+        if pad_w or pad_h:
+            rw, rh = min(pad_w, w - 1), min(pad_h, h - 1)
+            x = F.pad(F.pad(x, (0, rw, 0, rh), mode="reflect"), (0, pad_w - rw, 0, pad_h - rh), mode="replicate")
+        return self._call(self.net, x)[..., : h * self.scale, : w * self.scale]
+
+
+def load_sr_model(path: str | Path) -> nn.Module:
+    """A super-resolution model in eval mode from any weights file: ours and released GVTNet checkpoints
+    as `load_model` reads them, else any SR architecture spandrel detects (a BasicSR `params_ema` /
+    `params` wrapper is unwrapped). The result takes (N, 3, h, w) in [0, 1] and returns (N, 3, s*h, s*w).
+    A file that no loader can place raises CheckpointError naming what it holds."""
+    path = Path(path)
+    state, config = read_state_dict(path)
+    if config is not None or any(".depth_conv." in k for k in state):  # ours, or the released GVTNet
+        return load_model(path)
+    spandrel = _spandrel()
+    try:
+        descriptor = spandrel.ModelLoader().load_from_state_dict(state)
+    except spandrel.UnsupportedModelError:
+        raise CheckpointError(f"{path}: no known super-resolution architecture fits its {len(state)} tensors "
+                              f"(e.g. {', '.join(list(state)[:4])})") from None
+    except Exception as e:  # noqa: BLE001 - spandrel parsing an untrusted file: any failure means it does not fit
+        raise CheckpointError(f"{path}: looks like a spandrel architecture, but its tensors do not fit it ({e!r})") from e
+    if not isinstance(descriptor, spandrel.ImageModelDescriptor) or descriptor.purpose != "SR" or \
+            (descriptor.input_channels, descriptor.output_channels) != (3, 3):
+        raise CheckpointError(f"{path}: a {descriptor.architecture.name} model for "
+                              f"{getattr(descriptor, 'purpose', 'another task')}, not RGB super-resolution")
+    return SpandrelSR(descriptor).eval()
+
+
+def scale_of(model: nn.Module) -> int:
+    """The upscaling factor of a model from load_sr_model (or any GVTNet)."""
+    return model.cfg.upscale if isinstance(model, GVTNet) else model.scale
+
+
+def has_graph(model: nn.Module) -> bool:
+    """Whether the model builds patch graphs (a GVTNet with graph blocks) that the graph views can show."""
+    return isinstance(model, GVTNet) and "G" in model.cfg.block_pattern
+
+
+def model_name(model: nn.Module) -> str:
+    """A short name: 'GVTNet' or 'SwinIR' for ours, else the spandrel architecture's name."""
+    if isinstance(model, GVTNet):
+        return "GVTNet" if has_graph(model) else "SwinIR"
+    return model.architecture
+
+
+def describe_model(model: nn.Module) -> str:
+    """One line: the architecture, scale and size."""
+    if isinstance(model, GVTNet):
+        return describe(model.cfg)
+    params = sum(p.numel() for p in model.parameters())
+    return f"{model.architecture} x{model.scale} ({params / 1e6:.2f} M parameters, loaded by spandrel)"
