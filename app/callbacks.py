@@ -6,6 +6,8 @@ Errors a visitor can cause raise gr.Error with the real reason (Gradio would oth
 """
 from __future__ import annotations
 
+import functools
+import io
 import math
 import shutil
 import tempfile
@@ -15,18 +17,23 @@ from pathlib import Path
 
 import gradio as gr
 import numpy as np
-from PIL import Image, ImageDraw
+import torch
+from PIL import Image, ImageDraw, ImageFont
 
 import analysis
-from analysis import graphs, lam, threshold
+from analysis import graphs, lam, lam_study, threshold
 from gvtnet import GVTNet
+from gvtnet.data import FacePairs
 from gvtnet.faces import find_face
 from gvtnet.images import HR_SIZE, ImageError, bicubic_upscale, center_square, degrade, open_image
 from gvtnet.inference import super_resolve, to_image, to_tensor
 from gvtnet.metrics import psnr, ssim
-from gvtnet.weights import CheckpointError, describe, load_model
+from gvtnet.sr_models import describe_model, load_sr_model, model_name, scale_of
+from gvtnet.photo import PhotoResult, restore_photo
+from gvtnet.weights import CheckpointError, describe
 
-from .state import MODEL_CARD, MODELS, Session
+from .examples import example_files
+from .state import MAX_IMAGE_BYTES, MODEL_CARD, MODELS, Session
 
 MIN_SIDE = 16  # smaller images hold no face worth restoring
 # Big photos are reduced to this side before the face is cropped: the face ends up 128 px anyway, and
@@ -68,15 +75,24 @@ def png(img: Image.Image, name: str) -> str:
 # Input
 
 
+def open_upload(path: str | None, keep_alpha: bool = False) -> Image.Image:
+    """The uploaded file as gvtnet.images.open_image reads it; gr.Error with the reason where it cannot
+    be used."""
+    if path is None:
+        raise gr.Error("Upload a photo, take one with the webcam, or pick an example.")
+    size = Path(path).stat().st_size if Path(path).is_file() else 0
+    if size > MAX_IMAGE_BYTES:
+        raise gr.Error(f"The file is {size / 1e6:.0f} MB: photos up to {MAX_IMAGE_BYTES / 1e6:.0f} MB are accepted.")
+    try:
+        return open_image(path, keep_alpha=keep_alpha)
+    except ImageError as e:
+        raise gr.Error(f"Cannot use this image: {e}.") from e
+
+
 def prepare(path: str | None, scale: int, mode: str, crop: str) -> tuple[Image.Image | None, Image.Image, list[str]]:
     """(hr, lr, notices) from an uploaded file. simulate: hr is the 128x128 face and lr its bicubic
     downscale; real: hr is None and lr the square face as uploaded (reduced only above SR_MAX / scale)."""
-    if path is None:
-        raise gr.Error("Upload a photo, take one with the webcam, or pick an example.")
-    try:
-        img = open_image(path)
-    except ImageError as e:
-        raise gr.Error(f"Cannot use this image: {e}.") from e
+    img = open_upload(path)
     if min(img.size) < MIN_SIDE:
         raise gr.Error(f"The image is too small ({img.width}x{img.height}): at least {MIN_SIDE} px a side is needed.")
     notices = []
@@ -110,11 +126,23 @@ def sr_image(model: GVTNet, lr: Image.Image, ensemble: str | None = None) -> Ima
 # 1. Restore
 
 
-def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None) -> Session:
+def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None, compare=None) -> Session:
     """A new session for the uploaded face: restored by the session's GVTNet (an uploaded checkpoint, else
-    the shipped preset), by bicubic, and by the shipped SwinIR baseline where there is one."""
-    model = custom if custom is not None else MODELS.gvtnet(preset, int(scale))
+    the shipped preset), by bicubic, by the shipped SwinIR baseline where there is one, and by `compare`
+    (an uploaded model of another architecture, see load_checkpoint), whose scale then sets the session's."""
+    if compare is not None and custom is None:
+        scale = scale_of(compare)
+    try:
+        model = custom if custom is not None else MODELS.gvtnet(preset, int(scale))
+    except FileNotFoundError as e:
+        raise gr.Error(f"Nothing to compare the uploaded model with: {e}.") from e
     scale = model.cfg.upscale
+    others = {}
+    if compare is not None:
+        if scale_of(compare) == scale:
+            others = {model_name(compare): compare}
+        else:
+            gr.Warning(f"The uploaded {describe_model(compare)} is not x{scale}, so it is not compared.")
     hr, lr, notices = prepare(path, scale, mode, crop)
     for n in notices:
         gr.Info(n)
@@ -125,6 +153,7 @@ def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None) ->
         sr=sr_image(model, lr, ensemble), bicubic=bicubic_upscale(lr, scale),
         baseline=sr_image(baseline_model, lr, ensemble) if baseline_model is not None else None,
         query=(lr.height // 2, lr.width // 2), lam_centre=(h // 2, w // 2), notices=notices,
+        others=others, others_sr={name: sr_image(m, lr, ensemble) for name, m in others.items()},
     )
 
 
@@ -134,7 +163,8 @@ def metrics(s: Session) -> list[list]:
     if s.hr is None:
         return []
     hr = np.asarray(s.hr)
-    rows = [("bicubic", s.bicubic), ("GVTNet", s.sr)] + ([("SwinIR", s.baseline)] if s.baseline else [])
+    rows = [("bicubic", s.bicubic), ("GVTNet", s.sr)] + ([("SwinIR", s.baseline)] if s.baseline else []) + \
+        [(f"{name} (uploaded)", img) for name, img in s.others_sr.items()]
     return [[name, round(psnr(np.asarray(img), hr), 2), round(ssim(np.asarray(img), hr), 4)] for name, img in rows]
 
 
@@ -149,6 +179,7 @@ def restore_view(s: Session) -> dict:
         "lr": png(s.lr.resize(s.sr.size, Image.NEAREST), "input"),
         "gvtnet": sr,
         "baseline": png(s.baseline, f"swinir-x{s.scale}") if s.baseline is not None else None,
+        "others": [(png(img, f"{name.lower()}-x{s.scale}"), f"{name} (uploaded)") for name, img in s.others_sr.items()],
         "download": sr,
     }
 
@@ -157,59 +188,108 @@ def restore_view(s: Session) -> dict:
 # 2. Neighbour graph and 3. attention
 
 
-def graph_settings(threshold_t: float, p: str, rule: str) -> dict:
-    """Graph settings for `GVTNet.variant`: the model's own p where asked."""
-    changes = {"threshold": float(threshold_t), "neighbour_rule": rule}
+GRAPH_SCOPES = {"one per group, shared by every window (released)": "group",
+                "one per window, from its own tokens (the paper's text)": "window"}
+EDGE_CHOICES = {"the threshold's cuts where most pairs are kept, else the kept ones": "auto",
+                "edges the threshold cut": "cut", "edges kept": "kept"}
+
+
+def graph_settings(threshold_t: float, p: str, rule: str, graph_off: bool = False, scope: str = "group") -> dict:
+    """Graph settings for `GVTNet.variant`: the model's own p where asked; graph_off keeps every edge."""
+    changes = {"threshold": float(threshold_t), "neighbour_rule": rule, "graph_scope": scope}
     if P_CHOICES.get(p) is not None:
         changes["minkowski_p"] = P_CHOICES[p]
+    if graph_off:
+        changes["use_graph"] = False
     return changes
 
 
-def inspect(s: Session, threshold_t: float, p: str, rule: str):
+def inspect(s: Session, threshold_t: float, p: str, rule: str, graph_off: bool = False, scope: str = "group"):
     """The GVTNet's graphs and attention on the session's face under these settings, cached on the session.
     Always on a variant: capturing records into the modules it runs, so it must never run on the model
     that every visitor shares."""
-    changes = graph_settings(threshold_t, p, rule)
+    changes = graph_settings(threshold_t, p, rule, graph_off, scope)
     key = tuple(sorted(changes.items()))
     if s.inspection is None or s.graph_key != key:
         s.inspection = analysis.inspect(s.model.variant(**changes), to_tensor(s.lr))
         s.graph_key = key
-    if not s.inspection.groups:
+    if not s.inspection.graphs:
         raise gr.Error(f"This model ({describe(s.model.cfg)}) has no graph layers to show.")
     return s.inspection
 
 
-def graph_view(s: Session, group: int, head: int, threshold_t: float, p: str, rule: str):
-    """(graph over the face, adjacency heatmap, statistics) of one group and head."""
-    ins = inspect(s, threshold_t, p, rule)
-    group, head = _clamp(group, len(ins.groups)), _clamp(head, ins.num_heads)
-    stats = graphs.graph_stats(graphs.digraph(ins, group, head))
-    return graph_plot(s, group, head, threshold_t, p, rule), graphs.adjacency_heatmap(ins, group, head), stats
+def graph_pixel(s: Session) -> tuple[int, int]:
+    """The LR pixel selected on the graph view: the last click, else the face's centre."""
+    return s.graph_pixel if s.graph_pixel is not None else (s.lr.height // 2, s.lr.width // 2)
 
 
-def graph_plot(s: Session, group: int, head: int, threshold_t: float, p: str, rule: str):
-    """The graph over the face alone, with the selected node's neighbours (all a click changes)."""
-    ins = inspect(s, threshold_t, p, rule)
-    return graphs.graph_figure(ins, s.face, _clamp(group, len(ins.groups)), _clamp(head, ins.num_heads), s.node)
+def _graph_group(ins, group: int) -> int:
+    """The slider's group, or the nearest one that has a graph (uploaded models may have groups without)."""
+    group = _clamp(group, ins.num_groups)
+    return min((g for g, _ in ins.graphs), key=lambda g: (abs(g - group), g))
+
+
+def _selection(s: Session, group, head, threshold_t, p, rule, graph_off, scope, edges):
+    """(inspection, group, head, graphs.Selection) of the session's selected pixel under these settings."""
+    ins = inspect(s, threshold_t, p, rule, graph_off, scope)
+    group, head = _graph_group(ins, group), _clamp(head, ins.num_heads)
+    return ins, group, head, graphs.select(ins, group, head, graph_pixel(s), edges)
+
+
+def graph_caption(ins, group: int, head: int, sel: graphs.Selection, graph_off: bool) -> str:
+    """One paragraph telling what the window view shows for this selection."""
+    n = len(sel.adjacency)
+    shown = int(sel.shown.sum())
+    hidden = int(np.isnan(graphs.node_positions(ins, group, sel.window)).any(axis=1).sum())
+    where = ("every window shares this graph, so only the yellow outline moves with the window"
+             if ins.scope == "group" else "each window has a graph of its own")
+    text = (f"**Group {group}, head {head}: window {sel.window}** of {ins.num_windows} (its {n} pixels outlined in "
+            f"yellow; {where}), **node {sel.node}** ringed green. It may attend to **{len(sel.neighbours)}** of the "
+            f"other {n - 1} nodes; the **{len(sel.ignored)}** darkened patches with a red border are those it "
+            f"ignores. Lines: the {shown} edges {'kept' if sel.edges == 'kept' else 'the threshold cut'} "
+            f"({'cyan' if sel.edges == 'kept' else 'red'}; thick: the selected node's); node colour: how many of "
+            f"them a node has (purple none, yellow the most, {int(sel.shown.sum(axis=1).max())}).")
+    if hidden:
+        text += f" {hidden} nodes lie wholly in the padding beyond the face and are not drawn."
+    if graph_off:
+        text += " The graph is off: every edge is kept."
+    return text
+
+
+def graph_view(s: Session, group: int, head: int, threshold_t: float, p: str, rule: str, graph_off: bool = False,
+               scope: str = "group", edges: str = "auto"):
+    """(the large face with the selected window's graph as a file, a caption saying how to read it, the
+    overview of every group x head, the window's adjacency heatmap, statistics rows) for the session's
+    selected pixel, kept across groups so that its node is looked up afresh in each."""
+    ins, group, head, sel = _selection(s, group, head, threshold_t, p, rule, graph_off, scope, edges)
+    face = png(graphs.graph_image(ins, s.face, group, head, sel.pixel, sel.edges, cell=picker_cell(s)), "graph")
+    stats = graphs.graph_stats(graphs.digraph(ins, group, head, window=sel.window))
+    return (face, graph_caption(ins, group, head, sel, graph_off), graphs.overview_figure(ins, sel.window, sel.node),
+            graphs.adjacency_heatmap(ins, group, head, sel.window, sel.node), graphs.stats_table(stats))
+
+
+def picker_cell(s: Session) -> int:
+    """Screen pixels per LR pixel of the large clickable faces (`face_picker`, the graph view)."""
+    return graphs.cell_size((s.lr.height, s.lr.width))
 
 
 def lr_pixel(s: Session, xy) -> tuple[int, int] | None:
-    """The LR pixel (row, col) under a click at xy = (x, y) on an SR-sized image; None for no position
-    (Gradio sends None when the click did not land on the image)."""
+    """The LR pixel (row, col) under a click at xy = (x, y) on a large face (`face_picker`, the graph view);
+    None for no position (Gradio sends None when the click did not land on the image)."""
     if not xy or xy[0] is None or xy[1] is None:
         return None
-    row = min(max(int(xy[1]) // s.scale, 0), s.lr.height - 1)
-    col = min(max(int(xy[0]) // s.scale, 0), s.lr.width - 1)
+    cell = picker_cell(s)
+    row = min(max(int(xy[1]) // cell, 0), s.lr.height - 1)
+    col = min(max(int(xy[0]) // cell, 0), s.lr.width - 1)
     return row, col
 
 
-def select_node(s: Session, xy, group: int, threshold_t: float, p: str, rule: str) -> Session:
-    """Select the patch node under a click on the face (see `lr_pixel`); a click off the image keeps the
+def select_graph_pixel(s: Session, xy) -> Session:
+    """Keep the LR pixel under a click on the graph view (see `lr_pixel`); a click off the image keeps the
     current selection."""
     pixel = lr_pixel(s, xy)
     if pixel is not None:
-        ins = inspect(s, threshold_t, p, rule)
-        s.node = int(ins.groups[_clamp(group, len(ins.groups))].node_map[pixel])
+        s.graph_pixel = pixel
     return s
 
 
@@ -220,20 +300,60 @@ def select_query(s: Session, xy) -> Session:
     return s
 
 
-def attention_view(s: Session, group: int, block: int, head: int, threshold_t: float, p: str, rule: str):
+def attention_view(s: Session, group: int, block: int, head: int, threshold_t: float, p: str, rule: str,
+                   graph_off: bool = False, scope: str = "group"):
     """Attention of the query pixel in one block and head (before and after the graph for graph blocks)."""
-    ins = inspect(s, threshold_t, p, rule)
+    ins = compared_inspections(s, threshold_t, p, rule, graph_off, scope)["GVTNet"]
     group = _clamp(group, len(s.model.layers))
     block = _clamp(block, len(ins.blocks_of(group)))
     return analysis.attention.attention_figure(ins, s.face, group, block, _clamp(head, ins.num_heads), s.query)
 
 
+def compared_inspections(s: Session, threshold_t: float, p: str, rule: str, graph_off: bool = False,
+                         scope: str = "group") -> dict:
+    """{name: Inspection} of the models the Attention tab compares on the session's face: the GVTNet under the
+    graph tab's settings, the same weights with the graph off, and the SwinIR baseline where there is one.
+    The last two do not depend on the settings, so they are computed once per session (on variants, as
+    capturing must never run on a shared model). A model without graph blocks is compared as it is."""
+    cache, lr = s.attention_inspections, to_tensor(s.lr)
+
+    def cached(name, model):
+        if name not in cache:
+            cache[name] = analysis.inspect(model(), lr)
+        return cache[name]
+
+    has_graph = "G" in s.model.cfg.block_pattern
+    out = {"GVTNet": inspect(s, threshold_t, p, rule, graph_off, scope) if has_graph
+           else cached("GVTNet", s.model.variant)}
+    if has_graph:
+        cached("GVTNet, graph off", lambda: s.model.variant(use_graph=False))
+    if s.baseline_model is not None:
+        cached("SwinIR", s.baseline_model.variant)
+    return out | {name: cache[name] for name in ("GVTNet, graph off", "SwinIR") if name in cache}
+
+
+def attention_depth_view(s: Session, threshold_t: float, p: str, rule: str, graph_off: bool = False,
+                         scope: str = "group"):
+    """(mean attention distance, attention mass) over the depth of every compared model."""
+    inspections = compared_inspections(s, threshold_t, p, rule, graph_off, scope)
+    return analysis.attention.distance_figure(inspections), analysis.attention.mass_figure(inspections)
+
+
+def rollout_view(s: Session, head_fusion: str, threshold_t: float, p: str, rule: str, graph_off: bool = False,
+                 scope: str = "group"):
+    """Attention rollout of the query pixel through every compared model."""
+    return analysis.attention.rollout_figure(compared_inspections(s, threshold_t, p, rule, graph_off, scope),
+                                             s.face, s.query, head_fusion)
+
+
 def face_picker(s: Session, mark: tuple[int, int] | None = None) -> str:
-    """The face at the SR size as a file to click on, with the LR pixel `mark` outlined."""
-    img = s.face.convert("RGB").resize(s.sr.size, Image.BICUBIC)
+    """The face as a large file to click on (at least graphs.MIN_SIDE px a side, nearest-upscaled, each LR
+    pixel `picker_cell(s)` px, so `lr_pixel` reads a click back), with the LR pixel `mark` outlined."""
+    k = picker_cell(s)
+    img = graphs.face_canvas(s.face, (s.lr.height, s.lr.width), k)
     if mark is not None:
-        r, c, k = mark[0] * s.scale, mark[1] * s.scale, s.scale
-        ImageDraw.Draw(img).rectangle((c - 1, r - 1, c + k, r + k), outline=(0, 255, 102), width=2)
+        r, c = mark[0] * k, mark[1] * k
+        ImageDraw.Draw(img).rectangle((c - 2, r - 2, c + k + 1, r + k + 1), outline=(0, 255, 102), width=3)
     return png(img, "face")
 
 
@@ -266,6 +386,28 @@ def threshold_view(s: Session, p: str, rule: str, at: str):
     return threshold.sweep_figure(sw), thumbs
 
 
+@functools.lru_cache(maxsize=4)
+def _example_pairs(scale: int) -> FacePairs:
+    return FacePairs.from_files([Path(p) for p in example_files()], scale, progress=False)
+
+
+def threshold_faces_view(s: Session, p: str, rule: str, progress=None):
+    """(curves, table rows) of the sweep over SWEEP_THRESHOLDS on the example faces and the session's own
+    (where it has an original): mean and spread of the PSNR change and of the edge density per T, with the
+    graph off as the reference. progress(done, total) follows the settings."""
+    if "G" not in s.model.cfg.block_pattern:
+        raise gr.Error(f"This model ({describe(s.model.cfg)}) has no graph layers: T changes nothing.")
+    pairs = _example_pairs(s.scale)
+    if s.hr is not None:
+        own = [torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)[None] for img in (s.hr, s.lr)]
+        pairs = FacePairs(torch.cat([pairs.hr, own[0]]), torch.cat([pairs.lr, own[1]]), pairs.scale)
+    sw = threshold.sweep_faces(s.model, pairs, SWEEP_THRESHOLDS, minkowski_p=P_CHOICES.get(p), neighbour_rule=rule,
+                               progress=progress)
+    rows = [[t if isinstance(t, str) else round(t, 2), round(c, 3), round(cs, 3), round(d, 3), round(ds, 3)]
+            for t, c, cs, d, ds in sw.rows()]
+    return threshold.faces_figure(sw), rows
+
+
 # ----------------------------------------------------------------------------------------------------
 # 5. LAM
 
@@ -294,50 +436,154 @@ def place_lam(s: Session, xy) -> Session:
     return s
 
 
-def run_lam(s: Session, window: int, progress=None) -> dict:
-    """LAM of the window for the GVTNet and, where shipped, the SwinIR baseline. progress(done, total)
-    follows both runs. Returns {name: {'di', 'row', 'col', 'window', 'overlay', 'kde'}} with the two
-    renderings as files."""
+# LAM runs in bf16 where the CPU computes it natively (AMX, AVX512-BF16), else in fp32 (maps correlate
+# > 0.999 with fp32, DI within 1%: docs/PERFORMANCE.md); the page says which was used.
+LAM_PRECISION = "auto"
+STUDY_FACES = 3  # the small study's faces: the example crops and the session's own
+
+
+def lam_models(s: Session) -> dict:
+    """{name: model} that LAM compares: the GVTNet, the SwinIR baseline and the uploaded models."""
+    return {"GVTNet": s.model} | ({"SwinIR": s.baseline_model} if s.baseline_model is not None else {}) | s.others
+
+
+def lam_view(s: Session, window: int, progress=None, spread: bool = True) -> dict:
+    """LAM of the window for every model of `lam_models`, side by side on one shared path; progress(done,
+    total) counts the path points of all. Returns {'models': {name: {'di', 'row', 'col', 'window',
+    'precision', 'overlay', 'kde'}}, 'spread': the spread view's file (or None), 'precision'}."""
     row, col = lam_window(s, window)
-    models = {"GVTNet": s.model} | ({"SwinIR": s.baseline_model} if s.baseline_model is not None else {})
-    lr = to_tensor(s.lr)
-    out = {}
-    for i, (name, model) in enumerate(models.items()):
-        def step(done, total, i=i):
-            if progress is not None:
-                progress(i * total + done, len(models) * total)
-        res = lam.local_attribution_map(model, lr, row, col, window=int(window), progress=step)
-        out[name] = {"di": round(res.di, 3), "row": row, "col": col, "window": int(window),
+    results = lam.attribution_maps(lam_models(s), to_tensor(s.lr), row, col, window=int(window), batch_size=50,
+                                   precision=LAM_PRECISION, progress=progress)
+    models = {name: {"di": round(res.di, 3), "row": row, "col": col, "window": int(window), "precision": res.precision,
                      "overlay": png(lam.lam_overlay(res), f"lam-{name.lower()}"),
-                     "kde": png(lam.lam_kde(res), f"lam-kde-{name.lower()}")}
-    return out
+                     "kde": png(lam.lam_kde(res), f"lam-kde-{name.lower()}")} for name, res in results.items()}
+    spread_png = None
+    if spread:
+        fig = lam.spread_figure(results)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        spread_png = png(Image.open(buf), "lam-spread")
+    return {"models": models, "spread": spread_png, "precision": next(iter(results.values())).precision}
+
+
+def run_lam(s: Session, window: int, progress=None) -> dict:
+    """{name: {'di', 'row', 'col', 'window', 'precision', 'overlay', 'kde'}} of lam_view, without the figure."""
+    return lam_view(s, window, progress, spread=False)["models"]
+
+
+def lam_study_view(s: Session, window: int, progress=None) -> tuple[str, str]:
+    """A small analysis.lam_study: LAM of every model at the named face windows (eyes, nose, mouth) of
+    the example faces and the session's own (where it has an original). Returns (Markdown table, figure
+    file); progress(done, total) counts face-windows."""
+    faces = {Path(f).stem: to_tensor(prepare(f, s.scale, SIMULATE, FACE)[1]) for f in example_files()[:STUDY_FACES - 1]}
+    if s.hr is not None:
+        faces["your face"] = to_tensor(s.lr)
+    faces = {k: v for k, v in faces.items() if v.shape[-2:] == (s.lr.height, s.lr.width)}
+    side = s.lr.width * s.scale
+    result = lam_study.study(lam_models(s), faces, lam_study.face_windows(side, side, int(window)),
+                             precision=LAM_PRECISION, resamples=2000, progress=progress)
+    fig = lam_study.figure(result)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return lam_study.markdown(result) + "\n" + lam_study.FIGURE_CAPTION, png(Image.open(buf), "lam-study")
 
 
 # ----------------------------------------------------------------------------------------------------
 # 6. Model
 
 
-def load_checkpoint(path: str | None) -> GVTNet | None:
-    """An uploaded checkpoint (ours or the released code's); None clears it."""
+def load_checkpoint(path: str | None) -> tuple[GVTNet | None, object | None]:
+    """(GVTNet, other) from an uploaded checkpoint (gvtnet.load_sr_model): a GVTNet (ours or the released
+    code's) replaces the session's; any other SR architecture is compared beside it. None clears both."""
     if path is None:
-        return None
+        return None, None
     try:
-        return load_model(path)
+        model = load_sr_model(path)
     except CheckpointError as e:
         raise gr.Error(f"Cannot use this checkpoint: {e}") from e
+    return (model, None) if isinstance(model, GVTNet) else (None, model)
 
 
-def model_summary(model: GVTNet, source: str) -> str:
+def model_summary(model: GVTNet, source: str, others: dict | None = None) -> str:
     cfg = model.cfg
     params = sum(p.numel() for p in model.parameters())
-    return (f"**{source}**: {describe(cfg)}, {params / 1e6:.2f} M parameters, x{cfg.upscale}; graph threshold "
+    text = (f"**{source}**: {describe(cfg)}, {params / 1e6:.2f} M parameters, x{cfg.upscale}; graph threshold "
             f"T = {cfg.threshold}, Minkowski p = {cfg.minkowski_p}, neighbour rule '{cfg.neighbour_rule}'.")
+    for m in (others or {}).values():
+        text += (f"\n\n**Uploaded for comparison**: {describe_model(m)}. Restore and LAM show it beside GVTNet; "
+                 "it has no graph layers, so the Neighbour graph and Attention tabs show GVTNet's.")
+    return text
 
 
 def model_card() -> str:
     if MODEL_CARD.is_file():
         return MODEL_CARD.read_text(encoding="utf-8")
     return "_No model card shipped (assets/MODEL_CARD.md is absent)._"
+
+
+# ----------------------------------------------------------------------------------------------------
+# 7. Photo: every face of a whole photo
+
+# A photo is reduced so that its restoration is at most this many px a side: the before/after images stay
+# quick to encode and to send, and a face that the reduction shrinks below the detector's reach is rare.
+PHOTO_SIDE = 2048
+RESTORED, LEFT = (0, 255, 102), (255, 160, 0)  # box colours: restored, left to the background
+
+
+def photo_view(path, scale, ensemble, preset, custom: GVTNet | None, progress=None) -> dict:
+    """Every face of an uploaded photo restored by the session's GVTNet (gvtnet.restore_photo);
+    progress(done, total) follows the faces. Returns files and values for the Photo tab: 'boxes' (the
+    bicubic photo with every face boxed and numbered), 'slider' (restored, bicubic), 'gallery' [(file,
+    caption)] and 'faces' [(number, LR crop)] of the restored faces in the same order, 'notes' (markdown),
+    'download'."""
+    model = custom if custom is not None else MODELS.gvtnet(preset, int(scale))
+    scale = model.cfg.upscale
+    img = open_upload(path, keep_alpha=True)
+    notes = []
+    if max(img.size) * scale > PHOTO_SIDE:
+        img = img.copy()
+        img.thumbnail((PHOTO_SIDE // scale, PHOTO_SIDE // scale), Image.BICUBIC)
+        notes.append(f"The photo was reduced to {img.width}x{img.height}, so that its x{scale} restoration "
+                     f"is at most {PHOTO_SIDE} px a side.")
+    try:
+        res = restore_photo(model, img, ensemble=ensemble or None, progress=progress)
+    except ImageError as e:
+        raise gr.Error(f"Cannot use this photo: {e}.") from e
+    restored = [(i, f) for i, f in enumerate(res.faces, 1) if f.sr is not None]
+    found = f"{len(res.faces)} face{'s' if len(res.faces) != 1 else ''} found, {len(restored)} restored."
+    restored_png = png(res.photo, f"photo-x{scale}")
+    return {
+        "boxes": png(boxed(res), "faces-found"),
+        "slider": (restored_png, png(res.bicubic, f"photo-bicubic-x{scale}")),
+        "gallery": [(png(f.sr, f"face-{i}"), f"{i}: {f.lr.width} px -> {f.sr.width} px") for i, f in restored],
+        "faces": [(i, f.lr) for i, f in restored],
+        "notes": " ".join([found, *notes, *(n[0].upper() + n[1:] for n in res.notes)]),
+        "download": restored_png,
+    }
+
+
+def boxed(res: PhotoResult) -> Image.Image:
+    """The bicubic photo with each face's box drawn and numbered: RESTORED or LEFT to the background."""
+    img = res.bicubic.convert("RGB")
+    draw = ImageDraw.Draw(img)
+    width = max(2, max(img.size) // 300)
+    font = ImageFont.load_default(size=max(12, max(img.size) // 40))
+    for i, f in enumerate(res.faces, 1):
+        colour = RESTORED if f.sr is not None else LEFT
+        left, top, right, bottom = (v * res.scale for v in f.box)
+        draw.rectangle((left, top, right - 1, bottom - 1), outline=colour, width=width)
+        draw.text((left + 2 * width, top + width), str(i), fill=colour, font=font, stroke_width=2,
+                  stroke_fill=(0, 0, 0))
+    return img
+
+
+def chosen_face(faces: list[tuple[int, Image.Image]], index: int) -> tuple[str, int]:
+    """(file of the LR crop, face number) of the restored face at `index` of the gallery, for the face
+    input."""
+    if not faces or not 0 <= int(index) < len(faces):
+        raise gr.Error("Restore a photo first, then choose one of its faces.")
+    number, lr = faces[int(index)]
+    return png(lr, f"face-{number}"), number
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -357,15 +603,27 @@ def api_upscale(path: str, scale: int, mode: str = SIMULATE, crop: str = FACE) -
     return png(s.sr, f"gvtnet-x{s.scale}")
 
 
-def api_graph(path: str, scale: int, threshold_t: float, p: str, rule: str, group: int, head: int) -> dict:
-    """Statistics and the 0/1 adjacency (rows: query node, columns: key node) of one group and head."""
+def api_graph(path: str, scale: int, threshold_t: float, p: str, rule: str, group: int, head: int,
+              row: int | None = None, col: int | None = None, graph_off: bool = False, scope: str = "group") -> dict:
+    """Statistics and the 0/1 adjacency (rows: query node, columns: key node) of one group and head. With
+    an LR pixel (row, col): that pixel's window (its index, its tokens' LR pixels, its adjacency) and node;
+    without: window 0's, which for 'group' scope is the graph every window shares."""
     s = restore(path, scale, SIMULATE, FACE, False, default_preset(), None)
-    ins = inspect(s, threshold_t, p, rule)
-    group, head = _clamp(group, len(ins.groups)), _clamp(head, ins.num_heads)
+    ins = inspect(s, threshold_t, p, rule, bool(graph_off), scope)
+    group, head = _graph_group(ins, group), _clamp(head, ins.num_heads)
     settings = {k: str(v) if isinstance(v, float) and math.isinf(v) else v for k, v in s.graph_key}  # JSON has no inf
-    return {"group": group, "head": head, **settings,
-            "stats": graphs.graph_stats(graphs.digraph(ins, group, head)),
-            "adjacency": ins.groups[group].adjacency[head].astype(int).tolist()}
+    out = {"group": group, "head": head, **settings, "window": 0}
+    if (row is None) != (col is None):
+        raise gr.Error("Give both row and col (an LR pixel), or neither.")
+    if row is not None:
+        h, w = ins.lr_size
+        if not (0 <= int(row) < h and 0 <= int(col) < w):
+            raise gr.Error(f"LR pixel ({int(row)}, {int(col)}) is outside the {w}x{h} input face.")
+        sel = graphs.select(ins, group, head, (int(row), int(col)))
+        out |= {"row": int(row), "col": int(col), "window": sel.window, "node": sel.node,
+                "window_pixels": ins.window_pixels(group, sel.window).tolist()}
+    return out | {"stats": graphs.graph_stats(graphs.digraph(ins, group, head, window=out["window"])),
+                  "adjacency": ins.window_graph(group, out["window"])[head].astype(int).tolist()}
 
 
 def api_lam(path: str, scale: int, row: int, col: int, window: int) -> dict:

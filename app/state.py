@@ -1,17 +1,23 @@
 """What the app keeps: the shipped models, loaded once and shared by every visitor, and one visitor's
-session (kept in gr.State, so no visitor sees another's face or results)."""
+session (kept in gr.State, so no visitor sees another's face or results); how long it keeps a session, and
+the limits a public Space needs."""
 from __future__ import annotations
 
+import ctypes
+import logging
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gradio as gr
 import torch
 from PIL import Image
 
 import gvtnet
 from gvtnet import GVTNet
+from gvtnet.weights import MAX_CHECKPOINT_BYTES
 
 # One torch thread per request: on a small, shared CPU, several threads per forward pass spin against each
 # other and against the other requests (measured 30x slower under load); the queue runs requests side by side.
@@ -19,6 +25,19 @@ torch.set_num_threads(1)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MODEL_CARD = ASSETS / "MODEL_CARD.md"
+
+# Limits (docs/PERFORMANCE.md, Reliability). Gradio's max_file_size applies to every upload, so it is the
+# larger cap, the checkpoints' (gvtnet.weights also caps their parameters); photos are capped in callbacks.
+MAX_IMAGE_BYTES = 50_000_000
+MAX_UPLOAD_BYTES = MAX_CHECKPOINT_BYTES
+# A visitor's session and uploaded model are released when the tab closes (see `Visitors`), else an hour
+# after they last changed (gr.State's time to live).
+SESSION_TTL_S = 3600
+# Gradio keeps a record of each session (a copy of the page's config with the last value of every output:
+# about 2 MB here) until this many exist; those of visitors who left are dropped at once (`Visitors`).
+SESSION_CAPACITY = 500
+
+log = logging.getLogger(__name__)
 
 
 class Models:
@@ -71,9 +90,12 @@ class Session:
     hr: the 128x128 original face (simulate mode) or None (a real low-resolution input); lr: the network's
     input; model / baseline_model: the GVTNet used (shared or the visitor's upload) and the SwinIR baseline;
     sr / bicubic / baseline: restorations at the SR size. inspection: the GVTNet's graphs and
-    attention under the graph settings `graph_key`, recomputed only when those change. node: the patch
-    selected on the graph view; query: the attention query (LR pixel); lam_centre: the LAM window's centre
-    (SR pixel)."""
+    attention under the graph settings `graph_key`, recomputed only when those change; attention_inspections:
+    those of the models the Attention tab compares that do not depend on the settings. graph_pixel: the LR
+    pixel clicked on the graph view (its window and node are looked up in each group); query: the
+    attention query (LR pixel); lam_centre: the LAM window's centre (SR pixel). others / others_sr: uploaded
+    models of other architectures (gvtnet.load_sr_model) compared beside GVTNet, by name, and their
+    restorations."""
 
     hr: Image.Image | None
     lr: Image.Image
@@ -85,7 +107,10 @@ class Session:
     baseline: Image.Image | None
     inspection: object | None = None
     graph_key: tuple | None = None
-    node: int | None = None
+    attention_inspections: dict = field(default_factory=dict)
+    others: dict = field(default_factory=dict)
+    others_sr: dict = field(default_factory=dict)
+    graph_pixel: tuple[int, int] | None = None
     query: tuple[int, int] = (0, 0)
     lam_centre: tuple[int, int] = (0, 0)
     notices: list[str] = field(default_factory=list)
@@ -94,3 +119,61 @@ class Session:
     def face(self) -> Image.Image:
         """What the figures draw on: the original where known, else the restoration."""
         return self.hr if self.hr is not None else self.sr
+
+
+class VisitorLeft(gr.Error):
+    """Raised at a long job's progress step once its visitor has gone."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} stopped: the visitor left", print_exception=False)
+
+
+class Visitors:
+    """Visitors who have left (their tab closed or reloaded: Gradio's unload event), so that their state is
+    released at once and their long jobs stop. Gradio lets a running function finish after its visitor has
+    gone (only generators stop, at their next yield), and keeps a closed tab's gr.State for an hour."""
+
+    def __init__(self, remember_s: float = SESSION_TTL_S):
+        self.remember_s = remember_s
+        self._left: dict[str, float] = {}  # session hash -> when it left
+        self._lock = threading.Lock()
+
+    def leave(self, blocks: gr.Blocks, session_hash: str) -> None:
+        """The visitor `session_hash` has gone: drop its gr.State values and Gradio's record of the session
+        (a copy of the page's config holding the last value of every output, figures included) now."""
+        now = time.monotonic()
+        with self._lock:
+            self._left = {h: t for h, t in self._left.items() if now - t < self.remember_s}
+            self._left[session_hash] = now
+        holder = blocks.state_holder
+        holder.delete_state(session_hash)
+        with holder.lock:
+            holder.session_data.pop(session_hash, None)
+            holder.time_last_used.pop(session_hash, None)
+        _return_freed_memory()
+
+    def check(self, session_hash: str | None, what: str, done: int, total: int) -> None:
+        """Call at each progress step of a long job: raises VisitorLeft once the visitor has gone."""
+        if session_hash in self._left:
+            log.warning("%s stopped after %d of %d steps: visitor %s left", what, done, total, session_hash)
+            raise VisitorLeft(what)
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap's free pages back to the system: glibc keeps them, so without this a server's resident
+    memory would stay at its highest, however many of the models visitors uploaded have been released."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+VISITORS = Visitors()

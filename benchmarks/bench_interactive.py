@@ -3,9 +3,12 @@
     python -m benchmarks.bench_interactive [--threads 1] [--repeats 5]
 
 Times the app's own callbacks in-process (no browser or HTTP): upload to restoration (GVTNet, SwinIR
-baseline, bicubic) and the first neighbour graph; a threshold change (re-inspect at a new T and redraw);
-a threshold sweep; LAM of one model, batched as the app runs it and one path point at a time as the
-reference does. Medians with the interquartile range, in seconds.
+baseline, bicubic) and the first neighbour graph; a threshold change (re-inspect at a new T and redraw)
+and a click on the face (redraw for another window); the threshold sweep over several faces;
+the Attention tab's update (GVTNet, graph off and SwinIR: rollout, distance, mass, one block) for a new
+face, after a threshold change and after a query click; a threshold sweep; LAM of one model, batched as
+the app runs it and one path point at a time as the reference does. Medians with the interquartile
+range, in seconds.
 """
 from __future__ import annotations
 
@@ -49,10 +52,49 @@ def main():
         rows.setdefault("upload -> restorations + first graph", []).append(summary(timed(upload, args.repeats)))
         s = upload()
         thresholds = iter([0.5 + 0.01 * i for i in range(1000)])
+
+        def graph_tab(t: float, pixel=None):
+            """What the Neighbour graph tab's update runs (ui.on_graph): re-inspect where the settings
+            changed, draw the window view, overview, heatmap and statistics, figures serialised as Gradio does."""
+            if pixel is not None:
+                s.graph_pixel = pixel
+            _, _, overview, heatmap, _ = cb.graph_view(s, 1, 0, t, "model's own", "released")
+            return overview.to_json(), heatmap.to_json()
+
         rows.setdefault("threshold change -> graph redrawn", []).append(summary(timed(
-            lambda: cb.graph_view(s, 0, 0, next(thresholds), "model's own", "released"), args.repeats)))
+            lambda: graph_tab(next(thresholds)), args.repeats)))
+        pixels = iter([(i % s.lr.height, (5 * i) % s.lr.width) for i in range(1000)])
+        rows.setdefault("click on the face -> window graph redrawn", []).append(summary(timed(
+            lambda: graph_tab(0.85, next(pixels)), args.repeats)))
         rows.setdefault("threshold sweep (21 values) + figure", []).append(summary(timed(
             lambda: cb.threshold_view(s, "model's own", "released", "0.3, 0.85"), max(2, args.repeats // 2))))
+        rows.setdefault("threshold sweep over the 2 examples and this face (21 values + graph off)", []).append(
+            summary(timed(lambda: cb.threshold_faces_view(s, "model's own", "released"), max(2, args.repeats // 2))))
+
+        def attention_tab(fresh: bool = False, settings=("model's own", "released")):
+            """What the Attention tab's update runs (ui.on_attention_tab), figures serialised as Gradio does."""
+            if fresh:  # a new face: every compared model is inspected
+                s.inspection, s.attention_inspections = None, {}
+            t = next(thresholds)
+            figures = (cb.attention_view(s, 1, 1, 0, t, *settings), cb.rollout_view(s, "mean", t, *settings),
+                       *cb.attention_depth_view(s, t, *settings))
+            cb.face_picker(s, s.query)
+            return [f.to_json() for f in figures]
+
+        rows.setdefault("Attention tab, new face (3 models inspected, 4 figures)", []).append(summary(timed(
+            lambda: attention_tab(fresh=True), args.repeats)))
+        rows.setdefault("threshold change -> Attention tab redrawn", []).append(summary(timed(
+            attention_tab, args.repeats)))
+        queries = iter([(i % s.lr.height, (3 * i) % s.lr.width) for i in range(1000)])
+
+        def query_click():
+            s.query = next(queries)
+            figures = (cb.attention_view(s, 1, 1, 0, 0.5, "model's own", "released"),
+                       cb.rollout_view(s, "mean", 0.5, "model's own", "released"))
+            cb.face_picker(s, s.query)
+            return [f.to_json() for f in figures]
+
+        rows.setdefault("query click -> rollout + block view", []).append(summary(timed(query_click, args.repeats)))
         lr = to_tensor(s.lr)
         row, col = cb.lam_window(s, 16)
         for name, batch in [("LAM, one model, batched (app)", 25), ("LAM, one model, one path point at a time", 1)]:

@@ -66,18 +66,90 @@ def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
     from app import callbacks as cb
 
     s = cb.restore(save_png(astronaut_face, tmp_path / "face.png"), 4, cb.SIMULATE, cb.CENTRE, False, "light", None)
-    settings = (0.85, "model's own", "released")
-    assert cb.select_node(s, None, 0, *settings).node is None
-    assert cb.select_node(s, [None, None], 0, *settings).node is None
-    s = cb.select_node(s, [127, 0], 0, *settings)  # top-right corner of the face
-    assert s.node == int(s.inspection.groups[0].node_map[0, 31])
-    fig, heat, stats = cb.graph_view(s, 0, 0, *settings)
-    assert stats["nodes"] == 64 and len(fig.data) >= 3
-    assert cb.select_query(s, [64, 32]).query == (8, 16)
-    assert cb.select_query(s, None).query == (8, 16)
+    assert cb.select_graph_pixel(s, None).graph_pixel is None
+    assert cb.select_graph_pixel(s, [None, None]).graph_pixel is None
+    assert cb.picker_cell(s) == 12  # 32 LR px drawn 384 px wide
+    s = cb.select_graph_pixel(s, [383, 0])  # top-right corner of the large face
+    assert s.graph_pixel == (0, 31)
+    face, caption, overview, heat, stats = cb.graph_view(s, 0, 0, 0.85, "model's own", "released")
+    assert Image.open(face).size == (384, 384)
+    node = int(s.inspection.graph(0).node_map[0, 31])
+    assert f"**node {node}**" in caption and f"window {s.inspection.window_at(0, 0, 31)}**" in caption
+    assert stats[0][:2] == ["nodes", 64] and len(overview.data) == 1 and len(heat.layout.shapes) == 1
+    assert cb.select_query(s, [64, 32]).query == (2, 5)
+    assert cb.select_query(s, None).query == (2, 5)
+    picker = Image.open(cb.face_picker(s, s.query))
+    assert picker.size == (384, 384)
+    assert picker.getpixel((5 * 12 - 2, 2 * 12 + 6)) == (0, 255, 102)  # the query's LR pixel outlined
     assert cb.place_lam(s, None).lam_centre == (64, 64)
     assert cb.place_lam(s, [127, 127]).lam_centre == (127, 127)
     assert cb.lam_window(s, 16) == (112, 112)  # kept inside the image
+
+
+def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
+    """The selection is the clicked pixel: in every group its node is the one covering that pixel (group 1
+    rolls by 6, so a fixed node index would jump across the face)."""
+    from analysis import graphs
+    from app import callbacks as cb
+
+    s = cb.restore(save_png(astronaut_face, tmp_path / "face.png"), 4, cb.SIMULATE, cb.CENTRE, False, "light", None)
+    s = cb.select_graph_pixel(s, [12 * 2 + 5, 12 * 1 + 5])  # LR pixel (1, 2), near the top-left
+    nodes = []
+    for group in (0, 1, 0):
+        _, caption, *_ = cb.graph_view(s, group, 0, 0.85, "model's own", "released")
+        ins = s.inspection
+        nodes.append(int(ins.graph(group).node_map[1, 2]))
+        assert f"**node {nodes[-1]}**" in caption
+        window = ins.window_at(group, 1, 2)
+        assert graphs.node_positions(ins, group, window)[nodes[-1]].tolist() == [1, 2]  # drawn on the click
+    assert nodes[0] == nodes[2] != nodes[1]
+
+
+def test_graph_off_and_window_scope_in_the_view(tmp_path, astronaut_face):
+    from app import callbacks as cb
+
+    s = cb.restore(save_png(astronaut_face, tmp_path / "face.png"), 4, cb.SIMULATE, cb.CENTRE, False, "light", None)
+    on = cb.graph_view(s, 1, 0, 0.85, "model's own", "released")
+    off = cb.graph_view(s, 1, 0, 0.85, "model's own", "released", graph_off=True)
+    assert dict((r[0], r[1]) for r in off[4])["density"] == 1 and "The graph is off" in off[1]
+    assert dict((r[0], r[1]) for r in on[4])["density"] < 1
+    assert s.inspection.graph(1).adjacency.all()
+    window = cb.graph_view(s, 1, 0, 0.85, "model's own", "released", scope="window", edges="kept")
+    assert s.inspection.scope == "window" and "each window has a graph of its own" in window[1]
+    assert "the 0 edges kept" not in window[1] and "(cyan" in window[1]
+
+
+def test_threshold_sweep_over_the_example_faces(tmp_path, astronaut_face):
+    from app import callbacks as cb
+
+    s = cb.restore(save_png(astronaut_face, tmp_path / "face.png"), 8, cb.SIMULATE, cb.CENTRE, False, "light", None)
+    fig, rows = cb.threshold_faces_view(s, "model's own", "released")
+    assert len(rows) == len(cb.SWEEP_THRESHOLDS) + 1 and rows[-1][0] == "graph off"
+    own = rows[[r[0] for r in rows].index(0.85)]
+    assert own[1:3] == [0, 0]  # the model's own T changes nothing
+    assert "3 faces" in fig.layout.title.text  # the two examples and this one
+
+
+def test_graph_api_callback_with_a_pixel(tmp_path, hopper_face):
+    import gradio as gr
+
+    from app import callbacks as cb
+
+    path = save_png(hopper_face, tmp_path / "face.png")
+    plain = cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2)
+    assert plain["window"] == 0 and "node" not in plain and np.array(plain["adjacency"]).shape == (64, 64)
+    res = cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=30, col=3)
+    assert (res["row"], res["col"]) == (30, 3) and [30, 3] in res["window_pixels"]
+    assert res["adjacency"] == plain["adjacency"]  # 'group' scope: every window shares the graph
+    own = cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=30, col=3, scope="window")
+    assert own["window"] == res["window"] and own["adjacency"] != plain["adjacency"]
+    assert res["window_pixels"][res["node"]] == [30, 3]
+    off = cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, graph_off=True)
+    assert np.array(off["adjacency"]).all() and off["use_graph"] is False
+    with pytest.raises(gr.Error, match="outside"):
+        cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=32, col=0)
+    with pytest.raises(gr.Error, match="both row and col"):
+        cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=3)
 
 
 def test_bad_thresholds_and_checkpoint(tmp_path):
@@ -175,6 +247,9 @@ def test_graph_and_lam_endpoints(client, tmp_path, hopper_face):
     assert res["stats"]["nodes"] == 64 and res["threshold"] == 0.5 and res["minkowski_p"] == "inf"
     a = np.array(res["adjacency"])
     assert a.shape == (64, 64) and set(np.unique(a)) <= {0, 1}
+    at = client.predict(face, 8, 0.5, "∞", "released", 1, 2, 5, 9, False, "window", api_name="/graph")
+    assert (at["row"], at["col"]) == (5, 9) and at["window_pixels"][at["node"]] == [5, 9]
+    assert at["graph_scope"] == "window" and np.array(at["adjacency"]).shape == (64, 64)
     res = client.predict(face, 8, 120, 0, 8, api_name="/lam")
     assert set(res) == {"GVTNet", "SwinIR"}
     assert res["GVTNet"]["di"] > 0 and (res["GVTNet"]["row"], res["GVTNet"]["col"]) == (120, 0)
