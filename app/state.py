@@ -133,24 +133,43 @@ class Visitors:
     released at once and their long jobs stop. Gradio lets a running function finish after its visitor has
     gone (only generators stop, at their next yield), and keeps a closed tab's gr.State for an hour."""
 
+    SWEEP_S = 5.0  # how often state that a left visitor's finishing job wrote back is dropped again
+
     def __init__(self, remember_s: float = SESSION_TTL_S):
         self.remember_s = remember_s
         self._left: dict[str, float] = {}  # session hash -> when it left
         self._lock = threading.Lock()
+        self._blocks: gr.Blocks | None = None
 
     def leave(self, blocks: gr.Blocks, session_hash: str) -> None:
         """The visitor `session_hash` has gone: drop its gr.State values and Gradio's record of the session
-        (a copy of the page's config holding the last value of every output, figures included) now."""
+        (a copy of the page's config holding the last value of every output, figures included) now, and
+        again whenever a job of theirs that was still running writes them back (see `_sweep`)."""
         now = time.monotonic()
         with self._lock:
             self._left = {h: t for h, t in self._left.items() if now - t < self.remember_s}
             self._left[session_hash] = now
-        holder = blocks.state_holder
+            if self._blocks is None:
+                threading.Thread(target=self._sweep, daemon=True, name="visitors-sweep").start()
+            self._blocks = blocks
+        self._drop(session_hash)
+
+    def _drop(self, session_hash: str) -> None:
+        holder = self._blocks.state_holder
         holder.delete_state(session_hash)
         with holder.lock:
             holder.session_data.pop(session_hash, None)
             holder.time_last_used.pop(session_hash, None)
         _return_freed_memory()
+
+    def _sweep(self) -> None:
+        while True:
+            time.sleep(self.SWEEP_S)
+            with self._lock:
+                left = list(self._left)
+            for h in left:
+                if h in self._blocks.state_holder.session_data:
+                    self._drop(h)
 
     def check(self, session_hash: str | None, what: str, done: int, total: int) -> None:
         """Call at each progress step of a long job: raises VisitorLeft once the visitor has gone."""

@@ -512,7 +512,7 @@ def test_report_writes_its_files(tmp_path, astronaut):
     pngs = {p.stem for p in out.glob("*.png")}
     assert page.count("<figure>") == len(pngs)
     assert pngs == {"faces", "graph_group0", "adjacency_group0", "attention_group0_block0", "attention_group0_block1",
-                    "threshold_sweep", "threshold_thumbnails", "lam_fig4"}
+                    "threshold_sweep", "threshold_thumbnails", "lam_fig4", "lam_spread"}
     assert all((out / f"{p}.png").stat().st_size > 1000 for p in pngs)
     assert page.count("Plotly.newPlot") == 4 and len(page) > 3_000_000  # plotly.js inlined once, 4 figures
     assert 'src="http' not in page and "<script src=" not in page  # self-contained
