@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -21,7 +23,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 import analysis
-from analysis import graphs, lam, lam_study, threshold
+from analysis import ablation, graphs, lam, lam_study, threshold
 from gvtnet import GVTNet
 from gvtnet.data import FacePairs
 from gvtnet.faces import find_face
@@ -33,7 +35,7 @@ from gvtnet.photo import PhotoResult, restore_photo
 from gvtnet.weights import CheckpointError, describe
 
 from .examples import example_files
-from .state import MAX_IMAGE_BYTES, MODEL_CARD, MODELS, Session
+from .state import ABLATION_RESULTS, MAX_IMAGE_BYTES, MODEL_CARD, MODELS, Session
 
 MIN_SIDE = 16  # smaller images hold no face worth restoring
 # Big photos are reduced to this side before the face is cropped: the face ends up 128 px anyway, and
@@ -126,6 +128,9 @@ def sr_image(model: GVTNet, lr: Image.Image, ensemble: str | None = None) -> Ima
 # 1. Restore
 
 
+NO_GRAPH = "GVTNet, no graph (retrained)"
+
+
 def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None, compare=None) -> Session:
     """A new session for the uploaded face: restored by the session's GVTNet (an uploaded checkpoint, else
     the shipped preset), by bicubic, by the shipped SwinIR baseline where there is one, and by `compare`
@@ -137,10 +142,12 @@ def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None, co
     except FileNotFoundError as e:
         raise gr.Error(f"Nothing to compare the uploaded model with: {e}.") from e
     scale = model.cfg.upscale
-    others = {}
+    # the shipped GVTNet retrained without its graph, beside the shipped GVTNet it was fine-tuned from
+    no_graph = MODELS.no_graph(preset, scale) if custom is None else None
+    others = {NO_GRAPH: no_graph} if no_graph is not None else {}
     if compare is not None:
         if scale_of(compare) == scale:
-            others = {model_name(compare): compare}
+            others[f"{model_name(compare)} (uploaded)"] = compare
         else:
             gr.Warning(f"The uploaded {describe_model(compare)} is not x{scale}, so it is not compared.")
     hr, lr, notices = prepare(path, scale, mode, crop)
@@ -164,7 +171,7 @@ def metrics(s: Session) -> list[list]:
         return []
     hr = np.asarray(s.hr)
     rows = [("bicubic", s.bicubic), ("GVTNet", s.sr)] + ([("SwinIR", s.baseline)] if s.baseline else []) + \
-        [(f"{name} (uploaded)", img) for name, img in s.others_sr.items()]
+        list(s.others_sr.items())
     return [[name, round(psnr(np.asarray(img), hr), 2), round(ssim(np.asarray(img), hr), 4)] for name, img in rows]
 
 
@@ -179,7 +186,7 @@ def restore_view(s: Session) -> dict:
         "lr": png(s.lr.resize(s.sr.size, Image.NEAREST), "input"),
         "gvtnet": sr,
         "baseline": png(s.baseline, f"swinir-x{s.scale}") if s.baseline is not None else None,
-        "others": [(png(img, f"{name.lower()}-x{s.scale}"), f"{name} (uploaded)") for name, img in s.others_sr.items()],
+        "others": [(png(img, f"other-x{s.scale}"), name) for name, img in s.others_sr.items()],
         "download": sr,
     }
 
@@ -327,9 +334,11 @@ def compared_inspections(s: Session, threshold_t: float, p: str, rule: str, grap
            else cached("GVTNet", s.model.variant)}
     if has_graph:
         cached("GVTNet, graph off", lambda: s.model.variant(use_graph=False))
+    if NO_GRAPH in s.others:
+        cached(NO_GRAPH, s.others[NO_GRAPH].variant)
     if s.baseline_model is not None:
         cached("SwinIR", s.baseline_model.variant)
-    return out | {name: cache[name] for name in ("GVTNet, graph off", "SwinIR") if name in cache}
+    return out | {name: cache[name] for name in ("GVTNet, graph off", NO_GRAPH, "SwinIR") if name in cache}
 
 
 def attention_depth_view(s: Session, threshold_t: float, p: str, rule: str, graph_off: bool = False,
@@ -442,6 +451,10 @@ LAM_PRECISION = "auto"
 STUDY_FACES = 3  # the small study's faces: the example crops and the session's own
 
 
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
 def lam_models(s: Session) -> dict:
     """{name: model} that LAM compares: the GVTNet, the SwinIR baseline and the uploaded models."""
     return {"GVTNet": s.model} | ({"SwinIR": s.baseline_model} if s.baseline_model is not None else {}) | s.others
@@ -455,8 +468,8 @@ def lam_view(s: Session, window: int, progress=None, spread: bool = True) -> dic
     results = lam.attribution_maps(lam_models(s), to_tensor(s.lr), row, col, window=int(window), batch_size=50,
                                    precision=LAM_PRECISION, progress=progress)
     models = {name: {"di": round(res.di, 3), "row": row, "col": col, "window": int(window), "precision": res.precision,
-                     "overlay": png(lam.lam_overlay(res), f"lam-{name.lower()}"),
-                     "kde": png(lam.lam_kde(res), f"lam-kde-{name.lower()}")} for name, res in results.items()}
+                     "overlay": png(lam.lam_overlay(res), f"lam-{_slug(name)}"),
+                     "kde": png(lam.lam_kde(res), f"lam-kde-{_slug(name)}")} for name, res in results.items()}
     spread_png = None
     if spread:
         fig = lam.spread_figure(results)
@@ -509,10 +522,23 @@ def model_summary(model: GVTNet, source: str, others: dict | None = None) -> str
     params = sum(p.numel() for p in model.parameters())
     text = (f"**{source}**: {describe(cfg)}, {params / 1e6:.2f} M parameters, x{cfg.upscale}; graph threshold "
             f"T = {cfg.threshold}, Minkowski p = {cfg.minkowski_p}, neighbour rule '{cfg.neighbour_rule}'.")
-    for m in (others or {}).values():
-        text += (f"\n\n**Uploaded for comparison**: {describe_model(m)}. Restore and LAM show it beside GVTNet; "
-                 "it has no graph layers, so the Neighbour graph and Attention tabs show GVTNet's.")
+    for name, m in (others or {}).items():
+        if name == NO_GRAPH:
+            text += (f"\n\n**{name}**: the shipped GVTNet fine-tuned with its graph blocks run as Swin-type "
+                     "blocks (docs/ABLATION.md); Restore, Attention and LAM show it beside GVTNet.")
+        else:
+            text += (f"\n\n**Uploaded for comparison**: {describe_model(m)}. Restore and LAM show it beside "
+                     "GVTNet; it has no graph layers, so the Neighbour graph and Attention tabs show GVTNet's.")
     return text
+
+
+def ablation_summary() -> str:
+    """The light Table I (docs/ABLATION.md) as far as it has been trained, for the Model tab."""
+    if not ABLATION_RESULTS.is_file():
+        return ""
+    results = json.loads(ABLATION_RESULTS.read_text())
+    return ("### What the graph contributes (x8, CelebA test faces; `docs/ABLATION.md` has the method, commands "
+            "and caveats)\n\n" + ablation.tables(results))
 
 
 def model_card() -> str:

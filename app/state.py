@@ -25,6 +25,7 @@ torch.set_num_threads(1)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MODEL_CARD = ASSETS / "MODEL_CARD.md"
+ABLATION_RESULTS = ASSETS.parent / "docs" / "ablation-results.json"
 
 # Limits (docs/PERFORMANCE.md, Reliability). Gradio's max_file_size applies to every upload, so it is the
 # larger cap, the checkpoints' (gvtnet.weights also caps their parameters); photos are capped in callbacks.
@@ -69,6 +70,11 @@ class Models:
     def baseline(self, preset: str, scale: int) -> GVTNet | None:
         """The SwinIR baseline trained like the preset, or None where none is shipped."""
         return self._get(f"swinir-{preset}-x{scale}.safetensors")
+
+    def no_graph(self, preset: str, scale: int) -> GVTNet | None:
+        """GVTNet without its graph (strided windows, depthwise q/k/v, Swin-type blocks only), fine-tuned from
+        the shipped GVTNet as docs/ABLATION.md describes; None where none is shipped."""
+        return self._get(f"strided-{preset}-x{scale}.safetensors")
 
     def _get(self, name: str) -> GVTNet | None:
         with self._lock:

@@ -79,7 +79,8 @@ def build_app() -> gr.Blocks:
                             lr_view = gr.Image(label="Input (nearest upscale)", height=260, **IMAGE)
                             sr_view = gr.Image(label="GVTNet", elem_id="sr", height=260, **IMAGE)
                             baseline_view = gr.Image(label="SwinIR baseline", height=260, **IMAGE)
-                        others_view = gr.Gallery(label="Uploaded model for comparison (Model tab)", columns=3,
+                        others_view = gr.Gallery(label="Other models compared (GVTNet retrained without its graph; "
+                                                       "an upload from the Model tab)", columns=3,
                                                  height=260, format="png")
                         download = gr.DownloadButton("Download the restoration (PNG)")
                     with gr.Tab("Photo"):
@@ -198,6 +199,7 @@ def build_app() -> gr.Blocks:
                                                    "HAT, ESRGAN, ...: anything spandrel detects)",
                                              file_types=[".safetensors", ".pth", ".pt"], type="filepath")
                         summary = gr.Markdown()
+                        gr.Markdown(cb.ablation_summary())
                         with gr.Accordion("Model card", open=False):
                             gr.Markdown(cb.model_card())
 

@@ -63,10 +63,17 @@ def test_table_against_a_hand_computation():
     assert "not trained yet" in lines[ROWS["t075"].what]
 
 
+def test_fine_tune_table_pairs_faces():
+    results = {"ft-gvtnet": {"psnr_y": [20.0, 21.0, 22.0, 23.0], "ssim_y": [0.5] * 4},
+               "ft-strided": {"psnr_y": [20.1, 20.9, 21.9, 22.9], "ssim_y": [0.4] * 4}}
+    last = ablation.fine_tune_table(results).splitlines()[-1]
+    assert "| -0.050 (" in last and "higher on 25% of faces" in last
+
+
 def test_docs_table_is_the_commands_output():
     doc, results = ROOT / "docs" / "ABLATION.md", ROOT / "docs" / "ablation-results.json"
     if not results.exists():
         pytest.skip("no ablation results recorded yet")
     body = doc.read_text()
     start = body.index(ablation.MARKERS[0]) + len(ablation.MARKERS[0])
-    assert body[start : body.index(ablation.MARKERS[1])].strip() == ablation.table(json.loads(results.read_text()))
+    assert body[start : body.index(ablation.MARKERS[1])].strip() == ablation.tables(json.loads(results.read_text()))

@@ -251,7 +251,9 @@ def test_graph_and_lam_endpoints(client, tmp_path, hopper_face):
     assert (at["row"], at["col"]) == (5, 9) and at["window_pixels"][at["node"]] == [5, 9]
     assert at["graph_scope"] == "window" and np.array(at["adjacency"]).shape == (64, 64)
     res = client.predict(face, 8, 120, 0, 8, api_name="/lam")
-    assert set(res) == {"GVTNet", "SwinIR"}
+    from app.callbacks import NO_GRAPH
+
+    assert set(res) == {"GVTNet", "SwinIR", NO_GRAPH}  # at x8 the graph-free GVTNet ships too
     assert res["GVTNet"]["di"] > 0 and (res["GVTNet"]["row"], res["GVTNet"]["col"]) == (120, 0)
 
 

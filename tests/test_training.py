@@ -1,6 +1,8 @@
 """Data, training and evaluation on real faces."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import shutil
@@ -227,12 +229,22 @@ def test_unknown_self_ensemble_is_a_clear_error():
 
 
 @pytest.mark.parametrize("name,scale", [("gvtnet-light-x4", 4), ("gvtnet-light-x8", 8),
-                                        ("swinir-light-x4", 4), ("swinir-light-x8", 8)])
+                                        ("swinir-light-x4", 4), ("swinir-light-x8", 8),
+                                        ("strided-light-x8", 8)])
 def test_shipped_weights_beat_bicubic(celeba_test, name, scale):
     model = gvtnet.load_model(need(ASSETS / f"{name}.safetensors"))
     assert model.cfg.upscale == scale
     pairs = FacePairs.from_files(image_files(celeba_test)[:24], scale=scale, progress=False)
     assert evaluate_pairs(model, pairs)["psnr_y"] > evaluate_pairs(None, pairs)["psnr_y"] + 0.5
+
+
+def test_shipped_graph_free_gvtnet_is_gvtnet_without_its_graph():
+    """strided-light-x8: GVTNet's layout (strided windows, per-group shift, depthwise q/k/v) and size, with
+    no graph block (docs/ABLATION.md)."""
+    model = gvtnet.load_model(need(ASSETS / "strided-light-x8.safetensors"))
+    shipped = gvtnet.load_model(need(ASSETS / "gvtnet-light-x8.safetensors"))
+    assert {blk.kind for g in model.layers for blk in g.blocks} == {"S"}
+    assert model.cfg == dataclasses.replace(shipped.cfg, block_pattern="S")
 
 
 def test_init_starts_from_given_weights(few_faces, tmp_path):
