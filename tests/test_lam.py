@@ -259,14 +259,15 @@ def test_app_lam_with_an_uploaded_model(tmp_path, astronaut_face):
     face = tmp_path / "face.png"
     astronaut_face.save(face)
     s = cb.restore(str(face), 4, cb.SIMULATE, cb.CENTRE, False, "light", None, compare)  # its x8 sets the scale
-    assert s.scale == 8 and list(s.others) == ["ESRGAN"] and s.others_sr["ESRGAN"].size == (128, 128)
-    assert [r[0] for r in cb.metrics(s)][-1] == "ESRGAN (uploaded)" and len(cb.restore_view(s)["others"]) == 1
+    upload = "ESRGAN (uploaded)"  # beside the shipped graph-free GVTNet, which x8 also has
+    assert s.scale == 8 and list(s.others) == [cb.NO_GRAPH, upload] and s.others_sr[upload].size == (128, 128)
+    assert [r[0] for r in cb.metrics(s)][-1] == upload and len(cb.restore_view(s)["others"]) == 2
     assert "no graph layers" in cb.model_summary(s.model, "shipped", s.others)
     calls = []
     v = cb.lam_view(s, 16, lambda d, t: calls.append((d, t)))
-    assert list(v["models"]) == ["GVTNet", "SwinIR", "ESRGAN"] and max(calls) == (150, 150)
+    assert list(v["models"]) == ["GVTNet", "SwinIR", cb.NO_GRAPH, upload] and max(calls) == (200, 200)
     assert v["precision"] == resolve_precision("auto") and v["spread"].endswith(".png")
-    r = v["models"]["ESRGAN"]
+    r = v["models"][upload]
     one = lam.local_attribution_map(compare, to_tensor(s.lr), r["row"], r["col"], 16, batch_size=50,
                                     precision=cb.LAM_PRECISION)
     assert r["di"] == pytest.approx(one.di, abs=2e-3)
