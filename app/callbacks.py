@@ -448,6 +448,9 @@ def place_lam(s: Session, xy) -> Session:
 # LAM runs in bf16 where the CPU computes it natively (AMX, AVX512-BF16), else in fp32 (maps correlate
 # > 0.999 with fp32, DI within 1%: docs/PERFORMANCE.md); the page says which was used.
 LAM_PRECISION = "auto"
+# Path points per batch: smaller batches cost a little speed but give progress steps often enough that a
+# job whose visitor left stops soon (VISITORS.check runs at each step).
+LAM_BATCH = 10
 STUDY_FACES = 3  # the small study's faces: the example crops and the session's own
 
 
@@ -465,7 +468,7 @@ def lam_view(s: Session, window: int, progress=None, spread: bool = True) -> dic
     total) counts the path points of all. Returns {'models': {name: {'di', 'row', 'col', 'window',
     'precision', 'overlay', 'kde'}}, 'spread': the spread view's file (or None), 'precision'}."""
     row, col = lam_window(s, window)
-    results = lam.attribution_maps(lam_models(s), to_tensor(s.lr), row, col, window=int(window), batch_size=50,
+    results = lam.attribution_maps(lam_models(s), to_tensor(s.lr), row, col, window=int(window), batch_size=LAM_BATCH,
                                    precision=LAM_PRECISION, progress=progress)
     models = {name: {"di": round(res.di, 3), "row": row, "col": col, "window": int(window), "precision": res.precision,
                      "overlay": png(lam.lam_overlay(res), f"lam-{_slug(name)}"),

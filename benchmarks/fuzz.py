@@ -269,8 +269,13 @@ class Page:
         start = time.monotonic()
         old = page.locator("#sr img").get_attribute("src") if page.locator("#sr img").count() else None
         # earlier messages are dismissed first: the page shows a repeated message once, with a counter
+        from playwright.sync_api import Error as PlaywrightError
+
         for close in page.locator(".toast-close").all():
-            close.click()
+            try:
+                close.click(timeout=5_000)
+            except PlaywrightError:  # the message timed out and went by itself first
+                pass
         page.wait_for_function("() => !document.querySelector('.toast-body')", timeout=self.TIMEOUT_MS)
         self.input.set_input_files(str(case.write(folder)))
         new_toast = ".toast-body.error"
