@@ -7,7 +7,8 @@ baseline, bicubic) and the first neighbour graph; a threshold change (re-inspect
 and a click on the face (redraw for another window); the threshold sweep over several faces;
 the Attention tab's update (GVTNet, graph off and SwinIR: rollout, distance, mass, one block) for a new
 face, after a threshold change and after a query click; a threshold sweep; LAM of one model, batched as
-the app runs it and one path point at a time as the reference does. Medians with the interquartile
+the app runs it and one path point at a time as the reference does, and the LAM tab's whole update (every
+model it compares, side by side, with its overlays and spread view). Medians with the interquartile
 range, in seconds.
 """
 from __future__ import annotations
@@ -97,9 +98,14 @@ def main():
         rows.setdefault("query click -> rollout + block view", []).append(summary(timed(query_click, args.repeats)))
         lr = to_tensor(s.lr)
         row, col = cb.lam_window(s, 16)
-        for name, batch in [("LAM, one model, batched (app)", 25), ("LAM, one model, one path point at a time", 1)]:
+        rows.setdefault("LAM tab: every model it compares, side by side, with its figures", []).append(summary(timed(
+            lambda: cb.lam_view(s, 16), max(2, args.repeats // 2))))
+        rows.setdefault("  (models compared)", []).append(", ".join(cb.lam_models(s)))
+        for name, batch in [(f"LAM, one model, batched ({cb.LAM_BATCH} a batch, as the app)", cb.LAM_BATCH),
+                            ("LAM, one model, one path point at a time", 1)]:
             rows.setdefault(name, []).append(summary(timed(
-                lambda: lam.local_attribution_map(s.model, lr, row, col, batch_size=batch), max(2, args.repeats // 2))))
+                lambda: lam.local_attribution_map(s.model, lr, row, col, batch_size=batch,
+                                                  precision=cb.LAM_PRECISION), max(2, args.repeats // 2))))
     for name, cells in rows.items():
         print(f"| {name} | {' | '.join(cells)} |")
 

@@ -2,16 +2,18 @@
 
     python -m benchmarks.bench_lam app [--repeats 5]
     python -m benchmarks.bench_lam official [--repeats 2]
-    python -m benchmarks.bench_lam forward --released PATH/TO/GVTNet_arch.py [--repeats 15] [--data DIR]
+    python -m benchmarks.bench_lam forward --released PATH/TO/GVTNet_arch.py [--repeats 15] [--faces 1 4 16] \
+        [--data DIR]
 
 app: the LAM tab's work, GVTNet and SwinIR light on one window of the astronaut's face, as the app ran it
 before (one model after the other, 25 path points a batch, fp32, one torch thread) and as candidates
 (both models side by side in two threads of one torch thread each, or one after the other on two
-threads; 50 points a batch; fp32 or bf16), called in turn, so ratios are taken within one run.
+threads; the app's points a batch or 50; fp32 or bf16), called in turn, so ratios are taken within one run.
 official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 (x8) face, two threads,
 fp32 against bf16, with the maps' correlation and the DIs. forward: official-x8 forward, the released code
-against ours in fp32 and in bf16 (same weights, in turn), and with --data the PSNR of the shipped light
-models against the original with and without bf16 on real faces. Medians with the interquartile range.
+against ours in fp32 and in bf16 (same weights, in turn; --faces faces a call), and with --data the PSNR
+of the shipped light models against the original with and without bf16 on real faces. Medians with the
+interquartile range.
 """
 from __future__ import annotations
 
@@ -62,6 +64,8 @@ def ratio(times, base, name) -> str:
 
 def bench_app(repeats: int, scales=(4, 8)):
     from analysis import lam
+    from app.callbacks import LAM_BATCH
+    from gvtnet.inference import resolve_precision
     from gvtnet.weights import load_model
 
     print("| scale | schedule | seconds | speed-up over before (per round) | DI GVTNet | DI SwinIR |")
@@ -84,15 +88,17 @@ def bench_app(repeats: int, scales=(4, 8)):
                 dis[name] = {k: r.di for k, r in res.items()}
             return go
 
-        runs = {"before": run("before", 25, "fp32", False, 1),
-                "side by side, 1 thread each, fp32": run("a", 50, "fp32", True, 1),
-                "side by side, 1 thread each, bf16": run("b", 50, "bf16", True, 1),
-                "one after the other, 2 threads, fp32": run("c", 50, "fp32", False, 2),
-                "one after the other, 2 threads, bf16": run("d", 50, "bf16", False, 2)}
-        keys = dict(zip(runs, ["before", "a", "b", "c", "d"]))
+        app = f"side by side, 1 thread each, {resolve_precision('auto')}, {LAM_BATCH} a batch (the app)"
+        schedules = [("before", 25, "fp32", False, 1),
+                     (f"side by side, 1 thread each, fp32, {LAM_BATCH} a batch", LAM_BATCH, "fp32", True, 1),
+                     (app, LAM_BATCH, "auto", True, 1),
+                     ("side by side, 1 thread each, bf16, 50 a batch", 50, "bf16", True, 1),
+                     ("one after the other, 2 threads, fp32, 50 a batch", 50, "fp32", False, 2),
+                     ("one after the other, 2 threads, bf16, 50 a batch", 50, "bf16", False, 2)]
+        runs = {name: run(name, *rest) for name, *rest in schedules}
         times = interleaved(runs, repeats)
         for name in runs:
-            d = dis[keys[name]]
+            d = dis[name]
             print(f"| x{scale} | {name} | {summary(times[name])} | {ratio(times, 'before', name)} | "
                   f"{d['GVTNet']:.3f} | {d['SwinIR']:.3f} |")
     torch.set_num_threads(2)
@@ -131,35 +137,37 @@ def bench_official(repeats: int, presets=("official-x4", "official-x8"), batch: 
                   f"{change:+.2%} |")
 
 
-def bench_forward(released_file: str | None, repeats: int, data_dir: str | None):
+def bench_forward(released_file: str | None, repeats: int, data_dir: str | None, batches=(1,)):
     import gvtnet
     from gvtnet.inference import autocast, super_resolve
     from gvtnet.weights import infer_config, released_to_ours
 
     if released_file:
         from benchmarks.released import build_released
-        print("| official-x8 (16x16 face) | ms | time / released (per round) | max abs diff to released |")
-        print("|---|---|---|---|")
+        print("| official-x8, 16x16 faces | faces a call | ms a call | time / released (per round) | "
+              "max abs diff to released |")
+        print("|---|---|---|---|---|")
         torch.manual_seed(0)
         released = build_released(released_file, 8)
         state = released_to_ours(released.state_dict())
         ours = gvtnet.GVTNet(infer_config(state)).eval()
         ours.load_state_dict(state)
-        x = torch.rand(1, 3, 16, 16)
+        for batch in batches:
+            x = torch.rand(batch, 3, 16, 16)
 
-        def bf16():
-            with autocast("bf16"):
-                return ours(x)
+            def bf16():
+                with autocast("bf16"):
+                    return ours(x)
 
-        runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x), "ours bf16": bf16}
-        with torch.inference_mode():
-            ref = released(x)
-            diffs = {name: (run().float() - ref).abs().max().item() for name, run in runs.items()}
-            times = interleaved(runs, repeats)
-        for name in runs:
-            r = [a / b for a, b in zip(times[name], times["released"])]
-            print(f"| {name} | {summary(times[name], 1000, 1)} | {summary(r) if name != 'released' else ''} | "
-                  f"{diffs[name]:.1e} |")
+            runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x), "ours bf16": bf16}
+            with torch.inference_mode():
+                ref = released(x)
+                diffs = {name: (run().float() - ref).abs().max().item() for name, run in runs.items()}
+                times = interleaved(runs, repeats if batch == 1 else max(3, repeats // batch))
+            for name in runs:
+                r = [a / b for a, b in zip(times[name], times["released"])]
+                print(f"| {name} | {batch} | {summary(times[name], 1000, 1)} | "
+                      f"{summary(r) if name != 'released' else ''} | {diffs[name]:.1e} |")
     if data_dir:
         from gvtnet.data import image_files
         from gvtnet.images import center_square, degrade, open_image
@@ -189,13 +197,14 @@ def main():
     p.add_argument("--presets", nargs="+", default=["official-x4", "official-x8"], help="official: the presets")
     p.add_argument("--batch", type=int, default=10,
                    help="official: path points per batch (25 at x4 needs over 13 GB)")
+    p.add_argument("--faces", type=int, nargs="+", default=[1], help="forward: faces a call (batch sizes)")
     p.add_argument("--data", help="folder of faces for the bf16 PSNR check (e.g. celeba-test-1000)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(machine() + "\n")
     {"app": lambda: bench_app(args.repeats, args.scales),
      "official": lambda: bench_official(args.repeats, args.presets, args.batch),
-     "forward": lambda: bench_forward(args.released, args.repeats, args.data)}[args.what]()
+     "forward": lambda: bench_forward(args.released, args.repeats, args.data, args.faces)}[args.what]()
 
 
 if __name__ == "__main__":
