@@ -544,6 +544,15 @@ def ablation_summary() -> str:
             "and caveats)\n\n" + ablation.tables(results))
 
 
+def ablation_figure() -> str | None:
+    """The light Table I as a picture (PSNR-Y against LAM's DI, a point per run), for the Model tab."""
+    if not ABLATION_RESULTS.is_file():
+        return None
+    buf = io.BytesIO()
+    ablation.figure(json.loads(ABLATION_RESULTS.read_text())).savefig(buf, format="png", dpi=90)
+    return png(Image.open(buf), "ablation")
+
+
 def model_card() -> str:
     if MODEL_CARD.is_file():
         return MODEL_CARD.read_text(encoding="utf-8")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import attention
+from analysis import ablation, attention, lam
 
 from . import callbacks as cb
 from .examples import example_files, group_file, lfw_files
@@ -178,7 +178,7 @@ def build_app() -> gr.Blocks:
                                 l_run = gr.Button("Run LAM", variant="primary")
                                 l_di = gr.Markdown(elem_id="lam-di")
                         l_gallery = gr.Gallery(label="Attribution (overlay, KDE)", columns=4, height=260, format="png")
-                        gr.Markdown(cb.lam.SPREAD_CAPTION)
+                        gr.Markdown(lam.SPREAD_CAPTION)
                         l_spread = gr.Image(label="Spread of the attribution (log scale, 50/90/99% contours)",
                                             interactive=False, **IMAGE)
                         l_json = gr.JSON(visible=False)
@@ -200,6 +200,9 @@ def build_app() -> gr.Blocks:
                                              file_types=[".safetensors", ".pth", ".pt"], type="filepath")
                         summary = gr.Markdown()
                         gr.Markdown(cb.ablation_summary())
+                        gr.Image(cb.ablation_figure(), label="Reach against quality, one point per trained network",
+                                 interactive=False, **IMAGE)
+                        gr.Markdown(ablation.FIGURE_CAPTION)
                         with gr.Accordion("Model card", open=False):
                             gr.Markdown(cb.model_card())
 

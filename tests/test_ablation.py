@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import gvtnet
 from analysis import ablation
@@ -49,15 +50,16 @@ def test_every_run_shares_the_recipe():
 def test_table_against_a_hand_computation():
     a, b = [20.0, 22.0, 24.0], [21.0, 22.5, 24.5]  # gvtnet seed 0 is 1/3 dB worse than swinir seed 0
     results = {"bicubic": {"psnr_y": [18.0, 18.0, 18.0], "ssim_y": [0.5] * 3},
-               "gvtnet-s0": {"psnr_y": a, "ssim_y": [0.6] * 3},
-               "gvtnet-s1": {"psnr_y": [x + 0.3 for x in a], "ssim_y": [0.7] * 3},
+               "gvtnet-s0": {"psnr_y": a, "ssim_y": [0.6] * 3, "di": [5.0, 6.0, 7.0]},
+               "gvtnet-s1": {"psnr_y": [x + 0.3 for x in a], "ssim_y": [0.7] * 3, "di": [8.0, 8.0, 8.0]},
                "swinir-s0": {"psnr_y": b, "ssim_y": [0.8] * 3}}
     lines = {line.split(" | ")[1]: line for line in ablation.table(results).splitlines()[2:]}
     assert "| 18.000 |" in lines["bicubic"]
     gv = lines[ROWS["gvtnet"].what]
-    assert "| 2 | 22.150 | 22.000-22.300 | 0.6500 |" in gv  # mean over its two seeds
+    assert "| 2 of 3 | 22.150 | 22.000-22.300 | 0.6500 |" in gv  # mean over its two seeds
+    assert "| 7.00 (6.00-8.00) |" in gv  # DI: the seeds' means 6 and 8, their mean and range
     sw = lines[ROWS["swinir"].what]
-    assert "| 1 | 22.667 |" in sw and "+0.667 (" in sw
+    assert "| 1 of 3 | 22.667 |" in sw and "+0.667 (" in sw
     lo, hi = ablation.bootstrap_interval(np.array(b) - np.array(a))
     assert lo <= 2 / 3 <= hi
     assert "not trained yet" in lines[ROWS["t075"].what]
@@ -77,3 +79,32 @@ def test_docs_table_is_the_commands_output():
     body = doc.read_text()
     start = body.index(ablation.MARKERS[0]) + len(ablation.MARKERS[0])
     assert body[start : body.index(ablation.MARKERS[1])].strip() == ablation.tables(json.loads(results.read_text()))
+
+
+def test_lam_di_is_the_study_of_each_run(tmp_path, celeba_test):
+    """A run's DI column is, face by face, the mean over the named windows of LAM's DI (fp32)."""
+    from analysis import lam, lam_study
+
+    torch.manual_seed(0)
+    model = gvtnet.build_model("light-x8")
+    (tmp_path / "gvtnet-s0").mkdir()
+    gvtnet.save_model(model, tmp_path / "gvtnet-s0" / "model.safetensors")
+    results_path = tmp_path / "results.json"
+    results_path.write_text(json.dumps({"gvtnet-s0": {"psnr_y": [0.0], "ssim_y": [0.0]}}))
+    di = ablation.lam_di(tmp_path, celeba_test, results_path, faces=1)["gvtnet-s0"]["di"]
+    assert json.loads(results_path.read_text())["gvtnet-s0"]["di"] == di and len(di) == 1
+    (lr,) = lam_study.load_faces(celeba_test, 1, 8).values()
+    model = gvtnet.load_model(tmp_path / "gvtnet-s0" / "model.safetensors")
+    expected = np.mean([lam.local_attribution_map(model, lr, w.row, w.col, w.size).di
+                        for w in lam_study.face_windows(128, 128)])
+    assert di[0] == pytest.approx(expected, abs=1e-3)
+
+
+def test_figure_has_a_point_per_scored_run():
+    run = lambda psnr, di: {"psnr_y": [psnr], "ssim_y": [0.5], "di": [di]}
+    results = {"gvtnet-s0": run(25.0, 16.0), "gvtnet-s1": run(25.1, 16.4), "swinir-s0": run(25.2, 13.0),
+               "strided-s0": {"psnr_y": [25.0], "ssim_y": [0.5]},  # no DI yet: not drawn
+               "ft-gvtnet": run(25.5, 16.1), "ft-strided": run(25.4, 16.9)}
+    scratch, tuned = ablation.figure(results).axes
+    points = sorted(tuple(map(tuple, c.get_offsets())) for ax in (scratch, tuned) for c in ax.collections)
+    assert points == sorted([((16.0, 25.0), (16.4, 25.1)), ((13.0, 25.2),), ((16.1, 25.5),), ((16.9, 25.4),)])

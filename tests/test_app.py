@@ -167,6 +167,20 @@ def test_bad_thresholds_and_checkpoint(tmp_path):
         cb.load_checkpoint(str(bad))
 
 
+def test_model_tab_shows_the_recorded_ablation():
+    """The Model tab's table and figure are drawn from docs/ablation-results.json as it is."""
+    import json
+
+    from analysis import ablation
+    from app import callbacks as cb
+    from app.state import ABLATION_RESULTS
+
+    results = json.loads(ABLATION_RESULTS.read_text())
+    assert ablation.tables(results) in cb.ablation_summary()
+    fig = Image.open(cb.ablation_figure())
+    assert fig.format == "PNG" and fig.width > 400
+
+
 def test_examples_are_faces():
     from app.examples import example_files
     from gvtnet.faces import find_face
