@@ -10,10 +10,11 @@ before (one model after the other, 25 path points a batch, fp32, one torch threa
 (both models side by side in two threads of one torch thread each, or one after the other on two
 threads; the app's points a batch or 50; fp32 or bf16), called in turn, so ratios are taken within one run.
 official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 (x8) face, two threads,
-fp32 against bf16, with the maps' correlation and the DIs. forward: official-x8 forward, the released code
-against ours in fp32 and in bf16 (same weights, in turn; --faces faces a call), and with --data the PSNR
-of the shipped light models against the original with and without bf16 on real faces. Medians with the
-interquartile range.
+fp32 against bf16, with the maps' correlation and the DIs. forward: official-x8 forward, the released
+code against ours in fp32, in bf16 autocast, and through super_resolve (which runs a bf16 twin: the same
+output without re-casting the weights every call), same weights, in turn, --faces faces a call; with
+--data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
+Medians with the interquartile range.
 """
 from __future__ import annotations
 
@@ -155,14 +156,16 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
         for batch in batches:
             x = torch.rand(batch, 3, 16, 16)
 
-            def bf16():
+            def autocast_bf16():
                 with autocast("bf16"):
                     return ours(x)
 
-            runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x), "ours bf16": bf16}
+            runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x),
+                    "ours bf16 autocast": autocast_bf16,
+                    "ours bf16 (super_resolve: bf16 twin)": lambda: super_resolve(ours, x, precision="bf16")}
             with torch.inference_mode():
-                ref = released(x)
-                diffs = {name: (run().float() - ref).abs().max().item() for name, run in runs.items()}
+                ref = released(x).clamp(0, 1)
+                diffs = {name: (run().float().clamp(0, 1) - ref).abs().max().item() for name, run in runs.items()}
                 times = interleaved(runs, repeats if batch == 1 else max(3, repeats // batch))
             for name in runs:
                 r = [a / b for a, b in zip(times[name], times["released"])]

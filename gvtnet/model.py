@@ -212,11 +212,22 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(ws), persistent=False)
         self.record: list | None = None  # set by `capture` to collect attention maps
+        self._bias: tuple | None = None  # (table's identity, bias) kept for inference
 
     def bias(self) -> torch.Tensor:
+        """(heads, n, n) relative-position bias. Without gradients the gather is kept until the table
+        changes (place, version, dtype): at one small face it is a few percent of the forward pass."""
+        table = self.relative_position_bias_table
+        if torch.is_grad_enabled() or table.is_inference():  # an inference tensor has no version to watch
+            return self._gather(table)
+        key = (table.data_ptr(), table._version, table.dtype)
+        if self._bias is None or self._bias[0] != key:
+            self._bias = (key, self._gather(table))
+        return self._bias[1]
+
+    def _gather(self, table: torch.Tensor) -> torch.Tensor:
         n = self.window_size**2
-        table = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return table.view(n, n, -1).permute(2, 0, 1)  # (heads, n, n)
+        return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, adj: torch.Tensor | None = None):
         """mask: (nW, n, n) additive shift mask or None ('S'); adj: adjacency with self-loops ('G'), one per

@@ -16,6 +16,7 @@ from gvtnet.data import image_files
 from gvtnet.images import center_square, degrade, open_image
 from gvtnet.inference import super_resolve, to_tensor
 from gvtnet.metrics import psnr
+from gvtnet.model import WindowAttention
 from gvtnet.sr_models import SpandrelSR, _spandrel, describe_model, has_graph, load_sr_model, model_name, scale_of
 from gvtnet.weights import CheckpointError
 
@@ -152,3 +153,50 @@ def test_bf16_inference_within_0_05_db_on_real_faces(celeba_test):
     assert abs(np.mean(gaps)) < 0.05 and max(map(abs, gaps)) < 0.05
     img = gvtnet.upscale(model, inference.to_image(lr[:1]), precision="auto")
     assert img.size == (128, 128)
+
+
+def test_bf16_twin_computes_what_autocast_does():
+    """super_resolve in bf16 runs a copy with bf16 matrix weights: the same output as the model under
+    autocast, bit for bit; made anew when the weights change; not used while a capture records."""
+    torch.manual_seed(0)
+    model = gvtnet.build_model("light-x4").eval()
+    lr = torch.rand(2, 3, 16, 16)
+
+    def autocast_output():
+        with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+            return model(lr).float().clamp(0, 1)
+
+    assert torch.equal(super_resolve(model, lr, precision="bf16"), autocast_output())
+    assert inference.bf16_twin(model) is inference.bf16_twin(model)  # cached
+    assert inference.bf16_twin(model).conv_first.weight.dtype == torch.bfloat16
+    assert model.conv_first.weight.dtype == torch.float32  # the model itself is untouched
+    with torch.no_grad():
+        model.conv_first.weight.mul_(1.5)
+    assert torch.equal(super_resolve(model, lr, precision="bf16"), autocast_output())
+    with torch.inference_mode():  # a twin made here is still made of ordinary tensors
+        inference._BF16_TWINS.clear()
+        assert torch.equal(super_resolve(model, lr, precision="bf16"), autocast_output())
+    assert not inference.bf16_twin(model).conv_first.weight.is_inference()
+    with gvtnet.capture(model) as cap:
+        super_resolve(model, lr, precision="bf16")
+    assert cap.blocks and cap.groups[0]
+
+
+def test_relative_position_bias_is_kept_until_the_table_changes():
+    torch.manual_seed(0)
+    model = gvtnet.build_model("light-x4").eval()
+    attn = model.layers[0].blocks[0].attn
+    table = attn.relative_position_bias_table
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        kept = attn.bias()
+        assert attn.bias() is kept
+        table.add_(torch.randn_like(table))  # in place: a new version of the table
+        fresh = attn.bias()
+        assert fresh is not kept and torch.equal(fresh, attn._gather(table))
+        out = model(x)
+        for m in model.modules():
+            if isinstance(m, WindowAttention):
+                m._bias = None
+        assert torch.equal(model(x), out)
+    assert attn.bias().requires_grad  # with gradients on, the bias is gathered anew, differentiably
