@@ -44,6 +44,14 @@ class Row:
         """The network this row trains, read exactly as `gvtnet.train --set` reads the overrides."""
         return preset_config(self.preset, **parse_overrides(list(self.overrides)))
 
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return SEEDS.get(self.name, (0,))
+
+    def run_name(self, seed: int) -> str:
+        """The run's folder under the study's root, and its key in the results."""
+        return f"{self.name}-s{seed}"
+
 
 ROWS = [
     Row("swinir", "SwinIR light: contiguous windows, Linear q/k/v, no graph", "swinir-light-x8", paper=27.83),
@@ -76,10 +84,10 @@ def runs(root: Path) -> list[tuple[str, Path, list[str]]]:
     # Two seeds of the seeded rows come before the single-seed rows, so that a seed spread exists early.
     def priority(run: tuple[int, Row, int]) -> tuple[int, int, int]:
         i, row, seed = run
-        return (0 if seed < 2 else 2) if row.name in SEEDS else 1, seed, i
+        return (0 if seed < 2 else 2) if len(row.seeds) > 1 else 1, seed, i
 
-    planned = [(i, row, seed) for i, row in enumerate(ROWS) for seed in SEEDS.get(row.name, (0,))]
-    scratch = [(f"{row.name} seed {seed}", root / f"{row.name}-s{seed}", _args(row, RECIPE, seed))
+    planned = [(i, row, seed) for i, row in enumerate(ROWS) for seed in row.seeds]
+    scratch = [(f"{row.name} seed {seed}", root / row.run_name(seed), _args(row, RECIPE, seed))
                for _, row, seed in sorted(planned, key=priority)]
     tunes = [(r.name, root / r.name, _args(r, FINE_TUNE_RECIPE, 0)) for r in FINE_TUNES]
     return tunes + scratch  # the shipped file first
@@ -184,21 +192,20 @@ def table(results: dict) -> str:
     if "bicubic" in psnr:
         lines.append(f"| | bicubic | | {psnr['bicubic'].mean():.3f} | | {ssim['bicubic'].mean():.4f} | | | |")
     for i, row in enumerate(ROWS, start=1):
-        names = [f"{row.name}-s{s}" for s in SEEDS.get(row.name, (0,)) if f"{row.name}-s{s}" in psnr]
+        names = [row.run_name(s) for s in row.seeds if row.run_name(s) in psnr]
         if not names:
             lines.append(f"| {i} | {row.what} | (not trained yet) | | | | | | {row.paper or ''} |")
             continue
         means = [psnr[n].mean() for n in names]
         spread = f"{min(means):.3f}-{max(means):.3f}" if len(means) > 1 else ""
         vs = ""
-        if f"{row.name}-s0" in psnr and "gvtnet-s0" in psnr and row.name != "gvtnet":
-            d = psnr[f"{row.name}-s0"] - psnr["gvtnet-s0"]
+        if row.run_name(0) in psnr and "gvtnet-s0" in psnr and row.name != "gvtnet":
+            d = psnr[row.run_name(0)] - psnr["gvtnet-s0"]
             lo, hi = bootstrap_interval(d)
             vs = f"{d.mean():+.3f} ({lo:+.3f} to {hi:+.3f})"
         dis = [di[n] for n in names if n in di]
         di_cell = f"{np.mean(dis):.2f}" + (f" ({min(dis):.2f}-{max(dis):.2f})" if len(dis) > 1 else "") if dis else ""
-        planned = len(SEEDS.get(row.name, (0,)))
-        seeds = f"{len(names)} of {planned}" if planned > 1 else "1"
+        seeds = f"{len(names)} of {len(row.seeds)}" if len(row.seeds) > 1 else "1"
         lines.append(f"| {i} | {row.what} | {seeds} | {np.mean(means):.3f} | {spread} | "
                      f"{np.mean([ssim[n].mean() for n in names]):.4f} | {vs} | {di_cell} | {row.paper or ''} |")
     return "\n".join(lines)
@@ -242,7 +249,7 @@ def figure(results: dict) -> Figure:
     point = lambda name: (np.mean(results[name]["di"]), np.mean(results[name]["psnr_y"]))
     scored = lambda name: name in results and "di" in results[name]
     for k, row in enumerate(ROWS):
-        names = [f"{row.name}-s{s}" for s in SEEDS.get(row.name, (0,)) if scored(f"{row.name}-s{s}")]
+        names = [row.run_name(s) for s in row.seeds if scored(row.run_name(s))]
         if names:
             scratch.scatter(*zip(*map(point, names)), color=f"C{k}", s=40, label=f"{k + 1}. {row.what}")
     for k, tune in enumerate(FINE_TUNES):
