@@ -115,8 +115,8 @@ def local_attribution_map(
     progress(done, total) is called after each batch. `precision`: 'fp32', 'bf16' (autocast of the
     forward and backward passes; the path, the window's D and the sums stay fp32) or 'auto' (bf16 where
     the device has it natively, see gvtnet.inference.native_bf16)."""
-    x, dx = blur_path(lr, sigma, fold, kernel_size)
-    return _lam(model, lr, x, dx, row, col, window, batch_size, progress, resolve_precision(precision, lr.device))
+    return attribution_maps({"model": model}, lr, row, col, window, sigma, fold, kernel_size, batch_size, progress,
+                            precision, parallel=False)["model"]
 
 
 def attribution_maps(

@@ -74,8 +74,7 @@ def bf16_twin(model: GVTNet) -> GVTNet:
     """A copy of `model` with its Linear and Conv2d weights stored in bfloat16. Under bf16 autocast it
     computes exactly what `model` does (autocast rounds those weights to bf16 anyway), without rounding
     them again on every call (about 8% of official-x8's forward pass on one 16x16 face, docs/PERFORMANCE.md).
-    Cached per model, and made anew
-    when its parameters, device or mode change."""
+    Cached per model, and made anew when its parameters, device or mode change."""
     key = (model.training, tuple((p.data_ptr(), p._version) for p in model.parameters()))
     cached = _BF16_TWINS.get(model)
     if cached is None or cached[0] != key:
@@ -91,8 +90,9 @@ def bf16_twin(model: GVTNet) -> GVTNet:
 def _runner(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     """The module that runs `model` at `precision` (resolved): its bf16 twin for a GVTNet that is not
     being captured (a capture records on the model's own modules), else the model itself."""
-    capturing = isinstance(model, GVTNet) and any(g.record is not None for g in model.layers)
-    return bf16_twin(model) if precision == "bf16" and isinstance(model, GVTNet) and not capturing else model
+    if precision != "bf16" or not isinstance(model, GVTNet) or any(g.record is not None for g in model.layers):
+        return model
+    return bf16_twin(model)
 
 
 @torch.no_grad()
