@@ -74,17 +74,31 @@ def bf16_twin(model: GVTNet) -> GVTNet:
     """A copy of `model` with its Linear and Conv2d weights stored in bfloat16. Under bf16 autocast it
     computes exactly what `model` does (autocast rounds those weights to bf16 anyway), without rounding
     them again on every call (about 8% of official-x8's forward pass on one 16x16 face, docs/PERFORMANCE.md).
-    Cached per model, and made anew when its parameters, device or mode change."""
-    key = (model.training, tuple((p.data_ptr(), p._version) for p in model.parameters()))
+    Cached per model, and made anew when its mode changes or any of its parameters is replaced, moved or
+    changed in place (a submodule swapped for another is not seen: build a new model instead)."""
     cached = _BF16_TWINS.get(model)
-    if cached is None or cached[0] != key:
+    if cached is None or not _unchanged(model, cached[0]):
         with torch.inference_mode(False):  # ordinary tensors, whose versions the twin's caches can watch
             twin = copy.deepcopy(model)
             for m in twin.modules():
                 if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
                     m.to(torch.bfloat16)
-        _BF16_TWINS[model] = cached = (key, twin)
+        _BF16_TWINS[model] = cached = (_fingerprint(model), twin)
     return cached[1]
+
+
+def _fingerprint(model: torch.nn.Module) -> tuple:
+    """Where every parameter sits and what it holds: (mode, [(owner's parameters, name, parameter, place,
+    version)]). It holds the modules' parameter dicts, not the modules, so that the model can be freed."""
+    return model.training, [(m._parameters, n, p, p.data_ptr(), p._version) for m in model.modules()
+                            for n, p in m._parameters.items() if p is not None]
+
+
+def _unchanged(model: torch.nn.Module, fingerprint: tuple) -> bool:
+    # Checked on every call: a walk of model.modules() alone costs about 1% of a small face's forward pass.
+    training, entries = fingerprint
+    return model.training == training and all(
+        d.get(n) is p and p.data_ptr() == ptr and p._version == v for d, n, p, ptr, v in entries)
 
 
 def _runner(model: torch.nn.Module, precision: str) -> torch.nn.Module:

@@ -154,6 +154,20 @@ def shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
 
 
+def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """(B, H, W, C) rolled by `shift` pixels along H and W (negative: towards the origin), i.e.
+    `torch.roll(x, (shift, shift), (1, 2))`, as one gather of pixels: torch.roll copies twice, and at
+    a batch of 16 faces takes several times longer (docs/PERFORMANCE.md)."""
+    b, h, w, c = x.shape
+    return x.reshape(b, h * w, c).index_select(1, _shift_index(h, w, shift, x.device)).view(b, h, w, c)
+
+
+@functools.lru_cache(maxsize=64)
+def _shift_index(h: int, w: int, shift: int, device: torch.device) -> torch.Tensor:
+    with torch.inference_mode(False):  # an ordinary tensor, which autograd may save for backward
+        return torch.roll(torch.arange(h * w, device=device).view(h, w), (shift, shift), (0, 1)).flatten()
+
+
 def relative_position_index(ws: int) -> torch.Tensor:
     """(ws*ws, ws*ws) index into a ((2ws-1)^2, heads) bias table, as in Swin."""
     coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
@@ -227,7 +241,8 @@ class WindowAttention(nn.Module):
 
     def _gather(self, table: torch.Tensor) -> torch.Tensor:
         n = self.window_size**2
-        return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1)
+        # contiguous: adding a permuted view to the scores takes twice as long
+        return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, adj: torch.Tensor | None = None):
         """mask: (nW, n, n) additive shift mask or None ('S'); adj: adjacency with self-loops ('G'), one per
@@ -294,12 +309,12 @@ class Block(nn.Module):
     def forward(self, x, shift: int, mask=None, adj=None):
         y = self.norm1(x)
         if shift:
-            y = torch.roll(y, (-shift, -shift), dims=(1, 2))
+            y = cyclic_shift(y, -shift)
         y = self.attn(y, mask, adj)
         if self.attn.record:
             self.attn.record[-1]["shift"] = shift
         if shift:
-            y = torch.roll(y, (shift, shift), dims=(1, 2))
+            y = cyclic_shift(y, shift)
         x = x + self.drop_path(y)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
@@ -324,7 +339,7 @@ class Group(nn.Module):
         """Adjacency with self-loops of the group input rolled by `shift`: (B, heads, n, n) for the 'group'
         scope, (B, nW, heads, n, n) for 'window' (window k's graph from its own tokens' vectors)."""
         cfg = self.cfg
-        x = torch.roll(x, (-shift, -shift), dims=(1, 2)) if shift else x
+        x = cyclic_shift(x, -shift) if shift else x
         if cfg.graph_scope == "window":
             z = to_windows(x.detach(), cfg.window_size, cfg.window_layout, cfg.num_heads)[0]  # (B, nW, heads, n, d)
         else:

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
 import gvtnet
-from gvtnet.model import GVTNetConfig, shift_mask
+from gvtnet.model import GVTNetConfig, cyclic_shift, shift_mask
 from gvtnet.weights import infer_config, released_to_ours
 
 
@@ -174,3 +174,16 @@ def test_window_scope_is_a_variant_of_the_same_weights():
     with torch.no_grad():
         assert not torch.allclose(out, model(x), atol=1e-4)
         assert torch.equal(window.variant(graph_scope="group")(x), model(x))
+
+
+def test_cyclic_shift_is_torch_roll():
+    """The one-gather shift equals torch.roll both ways, on odd sizes, and its cached index made under
+    inference_mode still serves a forward pass with gradients."""
+    x = torch.randn(3, 24, 16, 5)
+    with torch.inference_mode():
+        for shift in (-7, -3, 3, 5):
+            assert torch.equal(cyclic_shift(x, shift), torch.roll(x, (shift, shift), dims=(1, 2)))
+    x.requires_grad_(True)
+    g = torch.randn_like(x)
+    (grad,) = torch.autograd.grad(cyclic_shift(x, -3), x, g)
+    assert torch.equal(grad, torch.roll(g, (3, 3), dims=(1, 2)))

@@ -2,7 +2,9 @@
 plain inference."""
 from __future__ import annotations
 
+import gc
 import os
+import weakref
 
 import numpy as np
 import pytest
@@ -180,6 +182,13 @@ def test_bf16_twin_computes_what_autocast_does():
     with gvtnet.capture(model) as cap:
         super_resolve(model, lr, precision="bf16")
     assert cap.blocks and cap.groups[0]
+    state = {k: v * 0.9 for k, v in model.state_dict().items()}
+    model.load_state_dict(state, assign=True)  # new parameter objects: a new twin
+    assert torch.equal(super_resolve(model, lr, precision="bf16"), autocast_output())
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None  # the cache does not keep a model alive
 
 
 def test_relative_position_bias_is_kept_until_the_table_changes():
