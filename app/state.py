@@ -28,7 +28,7 @@ MODEL_CARD = ASSETS / "MODEL_CARD.md"
 ABLATION_RESULTS = ASSETS.parent / "docs" / "ablation-results.json"
 
 # Limits (docs/PERFORMANCE.md, Reliability). Gradio's max_file_size applies to every upload, so it is the
-# larger cap, the checkpoints' (gvtnet.weights also caps their parameters); photos are capped in callbacks.
+# larger cap, the checkpoints' (gvtnet.weights also caps their parameters); photos are capped in tabs/inputs.py.
 MAX_IMAGE_BYTES = 50_000_000
 MAX_UPLOAD_BYTES = MAX_CHECKPOINT_BYTES
 # A visitor's session and uploaded model are released when the tab closes (see `Visitors`), else an hour

@@ -1,13 +1,22 @@
-"""The Gradio layout and its wiring. Every callback here only unpacks components and calls callbacks.py."""
+"""The Gradio layout and its wiring. Every callback here only unpacks components and calls a tab's module
+in app/tabs."""
 from __future__ import annotations
 
 import gradio as gr
 
 from analysis import ablation, attention, lam
 
-from . import callbacks as cb
 from .examples import example_files, group_file, lfw_files
 from .state import MODELS, SESSION_TTL_S, VISITORS
+from .tabs.api import api_graph, api_lam, api_upscale
+from .tabs.graph import (EDGE_CHOICES, GRAPH_SCOPES, attention_depth_view, attention_view, face_picker, graph_view,
+                         rollout_view, select_graph_pixel, select_query)
+from .tabs.inputs import CENTRE, FACE, P_CHOICES, REAL, SIMULATE
+from .tabs.lam import STUDY_FACES, lam_picker, lam_study_view, lam_view, place_lam
+from .tabs.model import ablation_figure, ablation_summary, load_checkpoint, model_card, model_summary
+from .tabs.photo import chosen_face, photo_view
+from .tabs.restore import restore, restore_view
+from .tabs.threshold import threshold_faces_view, threshold_view
 
 INTRO = """# GVTNet Explorer
 Face super-resolution with a **Graph Vision Transformer**: restore a face, then look inside the network at
@@ -55,17 +64,17 @@ def build_app() -> gr.Blocks:
                                    height=260, **IMAGE)
                 gr.Examples(example_files(), inputs=photo, label="Examples (no download)")
                 scale = gr.Radio([("x4", 4), ("x8", 8)], value=4, label="Scale")
-                mode = gr.Radio([("Simulate: downscale the face, restore it, compare", cb.SIMULATE),
-                                 ("Real low-resolution input: restore it as it is", cb.REAL)],
-                                value=cb.SIMULATE, label="Mode")
-                crop = gr.Radio([("Find the face", cb.FACE), ("Centre square", cb.CENTRE)], value=cb.FACE,
+                mode = gr.Radio([("Simulate: downscale the face, restore it, compare", SIMULATE),
+                                 ("Real low-resolution input: restore it as it is", REAL)],
+                                value=SIMULATE, label="Mode")
+                crop = gr.Radio([("Find the face", FACE), ("Centre square", CENTRE)], value=FACE,
                                 label="Crop")
                 ensemble = gr.Radio([("Off", ""), ("Mirror: the face and its mirror image, 2x slower", "flip"),
                                      ("8 flips/transposes (the paper's GVTNet+), 8x slower", "d8")],
                                     value="", label="Self-ensemble",
                                     info="Averages restorations of transformed copies. The shipped weights were "
                                          "trained upright: the mirror helps them, the 8-fold one does not.")
-                gr.Examples([[f, cb.REAL, cb.CENTRE] for f in lfw_files()], inputs=[photo, mode, crop],
+                gr.Examples([[f, REAL, CENTRE] for f in lfw_files()], inputs=[photo, mode, crop],
                             label="Real low-resolution faces (LFW, 25x25: restored as they are)")
             with gr.Column(scale=3):
                 with gr.Tabs():
@@ -109,10 +118,10 @@ def build_app() -> gr.Blocks:
                             g_off = gr.Checkbox(False, label="Graph off (every edge kept, same weights)",
                                                 elem_id="graph-off")
                         with gr.Row():
-                            g_p = gr.Dropdown(list(cb.P_CHOICES), value="model's own", label="Minkowski p")
+                            g_p = gr.Dropdown(list(P_CHOICES), value="model's own", label="Minkowski p")
                             g_rule = gr.Radio(["released", "paper"], value="released", label="Neighbour rule")
-                            g_scope = gr.Radio(list(cb.GRAPH_SCOPES.items()), value="group", label="Graphs")
-                            g_edges = gr.Radio(list(cb.EDGE_CHOICES.items()), value="auto", label="Lines show")
+                            g_scope = gr.Radio(list(GRAPH_SCOPES.items()), value="group", label="Graphs")
+                            g_edges = gr.Radio(list(EDGE_CHOICES.items()), value="auto", label="Lines show")
                         with gr.Row():
                             g_face = gr.Image(label="Click a pixel to select its window and node", interactive=False,
                                               height=440, scale=1, min_width=420, elem_id="graph-face", **IMAGE)
@@ -183,7 +192,7 @@ def build_app() -> gr.Blocks:
                                             interactive=False, **IMAGE)
                         l_json = gr.JSON(visible=False)
                         with gr.Accordion("Across faces: a small study", open=False):
-                            gr.Markdown(f"LAM of every model at the eyes, nose and mouth of {cb.STUDY_FACES} faces "
+                            gr.Markdown(f"LAM of every model at the eyes, nose and mouth of {STUDY_FACES} faces "
                                         "(the examples and yours), with the window size above: mean DI per "
                                         "model and the paired differences. `python -m analysis.lam_study` runs "
                                         "it on many faces.")
@@ -199,78 +208,78 @@ def build_app() -> gr.Blocks:
                                                    "HAT, ESRGAN, ...: anything spandrel detects)",
                                              file_types=[".safetensors", ".pth", ".pt"], type="filepath")
                         summary = gr.Markdown()
-                        gr.Markdown(cb.ablation_summary())
-                        gr.Image(cb.ablation_figure(), label="Reach against quality, one point per trained network",
+                        gr.Markdown(ablation_summary())
+                        gr.Image(ablation_figure(), label="Reach against quality, one point per trained network",
                                  interactive=False, **IMAGE)
                         gr.Markdown(ablation.FIGURE_CAPTION)
                         with gr.Accordion("Model card", open=False):
-                            gr.Markdown(cb.model_card())
+                            gr.Markdown(model_card())
 
-        # -- callbacks: unpack components, call callbacks.py -------------------------------------------------
+        # -- callbacks: unpack components, call app/tabs -----------------------------------------------------
         def on_restore(path, scale_, mode_, crop_, ensemble_, preset_, custom_, compare_):
             if path is None:  # the photo was cleared
                 return [None] * 15
-            s = cb.restore(path, scale_, mode_, crop_, ensemble_, preset_, custom_, compare_)
-            v = cb.restore_view(s)
+            s = restore(path, scale_, mode_, crop_, ensemble_, preset_, custom_, compare_)
+            v = restore_view(s)
             cfg = s.model.cfg
             groups, heads, depth = gr.update(maximum=len(cfg.depths) - 1), gr.update(maximum=cfg.num_heads - 1), \
                 gr.update(maximum=max(cfg.depths) - 1)
             source = "Uploaded checkpoint" if custom_ is not None else f"Shipped '{preset_}' weights"
             return (s, v["vs_bicubic"], v["vs_original"], v["metrics"], v["lr"], v["gvtnet"], v["baseline"],
-                    v["download"], groups, heads, groups, depth, heads, cb.model_summary(s.model, source, s.others),
+                    v["download"], groups, heads, groups, depth, heads, model_summary(s.model, source, s.others),
                     v["others"])
 
         def on_graph(s, group, head, t, p, rule, off, scope, edges):
             if s is None:
                 return None, None, None, None, None
-            return cb.graph_view(s, group, head, t, p, rule, off, scope, edges)
+            return graph_view(s, group, head, t, p, rule, off, scope, edges)
 
         def on_attention(s, group, block, head, *settings):
             if s is None:
                 return None, None
-            return cb.attention_view(s, group, block, head, *settings), cb.face_picker(s, s.query)
+            return attention_view(s, group, block, head, *settings), face_picker(s, s.query)
 
         def on_query(s, group, block, head, fusion, *settings):
             if s is None:
                 return None, None, None
-            return *on_attention(s, group, block, head, *settings), cb.rollout_view(s, fusion, *settings)
+            return *on_attention(s, group, block, head, *settings), rollout_view(s, fusion, *settings)
 
         def on_attention_tab(s, group, block, head, fusion, *settings):
             if s is None:
                 return None, None, None, None, None
-            return *on_query(s, group, block, head, fusion, *settings), *cb.attention_depth_view(s, *settings)
+            return *on_query(s, group, block, head, fusion, *settings), *attention_depth_view(s, *settings)
 
         def on_rollout(s, fusion, *settings):
-            return None if s is None else cb.rollout_view(s, fusion, *settings)
+            return None if s is None else rollout_view(s, fusion, *settings)
 
         def on_pick_node(s, group, head, t, p, rule, off, scope, edges, evt: gr.SelectData):
             if s is None:
                 _no_face()
-            s = cb.select_graph_pixel(s, evt.index)
-            return s, *cb.graph_view(s, group, head, t, p, rule, off, scope, edges)  # one round trip
+            s = select_graph_pixel(s, evt.index)
+            return s, *graph_view(s, group, head, t, p, rule, off, scope, edges)  # one round trip
 
         def on_pick_query(s, evt: gr.SelectData):
             if s is None:
                 _no_face()
-            return cb.select_query(s, evt.index)
+            return select_query(s, evt.index)
 
         def on_pick_window(s, evt: gr.SelectData):
             if s is None:
                 _no_face()
-            return cb.place_lam(s, evt.index)
+            return place_lam(s, evt.index)
 
         def on_lam_picker(s, window):
-            return None if s is None else cb.lam_picker(s, window)
+            return None if s is None else lam_picker(s, window)
 
         def on_sweep(s, p, rule, at):
             if s is None:
                 _no_face()
-            return cb.threshold_view(s, p, rule, at)
+            return threshold_view(s, p, rule, at)
 
         def on_faces_sweep(s, p, rule, progress=gr.Progress()):
             if s is None:
                 _no_face()
-            return cb.threshold_faces_view(s, p, rule, lambda done, total: progress((done, total), desc="settings"))
+            return threshold_faces_view(s, p, rule, lambda done, total: progress((done, total), desc="settings"))
 
         def on_lam(s, window, request: gr.Request, progress=gr.Progress()):
             if s is None:
@@ -280,7 +289,7 @@ def build_app() -> gr.Blocks:
                 VISITORS.check(request.session_hash, "LAM", done, total)
                 progress((done, total), desc="LAM path steps")
 
-            v = cb.lam_view(s, window, step)
+            v = lam_view(s, window, step)
             res = v["models"]
             items = [(r[k], f"{name} {k}") for name, r in res.items() for k in ("overlay", "kde")]
             di = " · ".join(f"**{name}**: DI = {r['di']:.2f}" for name, r in res.items())
@@ -295,7 +304,7 @@ def build_app() -> gr.Blocks:
                 VISITORS.check(request.session_hash, "LAM study", done, total)
                 progress((done, total), desc="face-windows")
 
-            return cb.lam_study_view(s, window, step)
+            return lam_study_view(s, window, step)
 
         graph_in = [session, g_group, g_head, g_threshold, g_p, g_rule, g_off, g_scope, g_edges]
         graph_out = [g_face, g_caption, g_overview, g_heatmap, g_stats]
@@ -341,7 +350,7 @@ def build_app() -> gr.Blocks:
         l_run.click(on_lam, [session, l_window], [l_gallery, l_di, l_json, l_spread], concurrency_id="lam", **private)
         l_study.click(on_lam_study, [session, l_window], [l_study_table, l_study_plot], concurrency_id="lam", **private)
 
-        upload_event = checkpoint.change(cb.load_checkpoint, checkpoint, [custom, compare], **private)
+        upload_event = checkpoint.change(load_checkpoint, checkpoint, [custom, compare], **private)
         after_restore(upload_event.success(
             on_restore, [photo, scale, mode, crop, ensemble, preset, custom, compare],
             [session, vs_bicubic, vs_original, metrics, lr_view, sr_view, baseline_view, download,
@@ -350,17 +359,17 @@ def build_app() -> gr.Blocks:
         def on_photo(path, scale_, ensemble_, preset_, custom_, progress=gr.Progress()):
             if path is None:  # the photo was cleared
                 return None, "", None, [], None, []
-            v = cb.photo_view(path, scale_, ensemble_, preset_, custom_,
-                              lambda done, total: progress((done, total), desc="faces"))
+            v = photo_view(path, scale_, ensemble_, preset_, custom_,
+                           lambda done, total: progress((done, total), desc="faces"))
             return v["boxes"], v["notes"], v["slider"], v["gallery"], v["download"], v["faces"]
 
         def on_choose_face(faces, mode_, crop_, evt: gr.SelectData):
             # The face becomes the input of the left column, as it is (real mode, no crop), which restores it.
             # A setting already right is left alone: each change would restore the face once more.
-            path, number = cb.chosen_face(faces, evt.index)
+            path, number = chosen_face(faces, evt.index)
             gr.Info(f"Face {number} is now the face of the other tabs.")
-            return (path, cb.REAL if mode_ != cb.REAL else gr.update(),
-                    cb.CENTRE if crop_ != cb.CENTRE else gr.update())
+            return (path, REAL if mode_ != REAL else gr.update(),
+                    CENTRE if crop_ != CENTRE else gr.update())
 
         gr.on([p_photo.change, scale.change, ensemble.change, preset.change], on_photo,
               [p_photo, scale, ensemble, preset, custom], [p_boxes, p_notes, p_slider, p_gallery, p_download, p_faces],
@@ -371,10 +380,10 @@ def build_app() -> gr.Blocks:
         with gr.Column(visible=False):
             api_image = PhotoInput(label="image", **IMAGE)
             api_scale = gr.Number(4, precision=0, label="scale")
-            api_mode = gr.Radio([cb.SIMULATE, cb.REAL], value=cb.SIMULATE, label="mode")
-            api_crop = gr.Radio([cb.FACE, cb.CENTRE], value=cb.FACE, label="crop")
+            api_mode = gr.Radio([SIMULATE, REAL], value=SIMULATE, label="mode")
+            api_crop = gr.Radio([FACE, CENTRE], value=FACE, label="crop")
             api_threshold = gr.Number(0.85, label="threshold")
-            api_p = gr.Dropdown(list(cb.P_CHOICES), value="model's own", label="minkowski_p")
+            api_p = gr.Dropdown(list(P_CHOICES), value="model's own", label="minkowski_p")
             api_rule = gr.Radio(["released", "paper"], value="released", label="neighbour_rule")
             api_group = gr.Number(0, precision=0, label="group")
             api_head = gr.Number(0, precision=0, label="head")
@@ -384,15 +393,15 @@ def build_app() -> gr.Blocks:
             api_pixel_row = gr.Number(None, precision=0, label="row")  # optional: the window of this LR pixel
             api_pixel_col = gr.Number(None, precision=0, label="col")
             api_graph_off = gr.Checkbox(False, label="graph_off")
-            api_scope = gr.Radio(list(cb.GRAPH_SCOPES.values()), value="group", label="graph_scope")
+            api_scope = gr.Radio(list(GRAPH_SCOPES.values()), value="group", label="graph_scope")
             api_sr = gr.Image(label="sr", **IMAGE)
             api_json = gr.JSON(label="result")
             api_buttons = [gr.Button() for _ in range(3)]
-        api_buttons[0].click(cb.api_upscale, [api_image, api_scale, api_mode, api_crop], api_sr, api_name="upscale")
-        api_buttons[1].click(cb.api_graph, [api_image, api_scale, api_threshold, api_p, api_rule, api_group,
-                                            api_head, api_pixel_row, api_pixel_col, api_graph_off, api_scope],
+        api_buttons[0].click(api_upscale, [api_image, api_scale, api_mode, api_crop], api_sr, api_name="upscale")
+        api_buttons[1].click(api_graph, [api_image, api_scale, api_threshold, api_p, api_rule, api_group,
+                                         api_head, api_pixel_row, api_pixel_col, api_graph_off, api_scope],
                              api_json, api_name="graph")
-        api_buttons[2].click(cb.api_lam, [api_image, api_scale, api_row, api_col, api_window], api_json,
+        api_buttons[2].click(api_lam, [api_image, api_scale, api_row, api_col, api_window], api_json,
                              api_name="lam", concurrency_id="lam", concurrency_limit=1)
     # Two jobs of each event at a time, one torch thread each (see state.py): the two cores stay busy, memory
     # stays bounded, and everyone else waits in the queue, seeing their place, rather than failing. LAM, the

@@ -2,9 +2,9 @@
 
     python -m benchmarks.bench_interactive [--threads 1] [--repeats 5]
 
-Times the app's own callbacks in-process (no browser or HTTP): upload to restoration (GVTNet, SwinIR
-baseline, bicubic) and the first neighbour graph; a threshold change (re-inspect at a new T and redraw)
-and a click on the face (redraw for another window); the threshold sweep over several faces;
+Times the app's own tab functions (app/tabs/) in-process (no browser or HTTP): upload to restoration
+(GVTNet, SwinIR baseline, bicubic) and the first neighbour graph; a threshold change (re-inspect at a new
+T and redraw) and a click on the face (redraw for another window); the threshold sweep over several faces;
 the Attention tab's update (GVTNet, graph off and SwinIR: rollout, distance, mass, one block) for a new
 face, after a threshold change and after a query click; a threshold sweep; LAM of one model, batched as
 the app runs it and one path point at a time as the reference does, and the LAM tab's whole update (every
@@ -31,8 +31,12 @@ def main():
     args = p.parse_args()
 
     from analysis import lam
-    from app import callbacks as cb
     from app.state import MODELS
+    from app.tabs.graph import attention_depth_view, attention_view, face_picker, graph_view, rollout_view
+    from app.tabs.inputs import FACE, SIMULATE
+    from app.tabs.lam import LAM_BATCH, LAM_PRECISION, lam_models, lam_view, lam_window
+    from app.tabs.restore import restore, restore_view
+    from app.tabs.threshold import threshold_faces_view, threshold_view
     from gvtnet.inference import to_tensor
 
     torch.set_num_threads(args.threads)
@@ -45,9 +49,9 @@ def main():
     rows: dict[str, list[str]] = {}
     for scale in (4, 8):
         def upload():
-            s = cb.restore(str(face), scale, cb.SIMULATE, cb.FACE, False, "light", None)
-            cb.restore_view(s)
-            cb.graph_view(s, 0, 0, 0.85, "model's own", "released")
+            s = restore(str(face), scale, SIMULATE, FACE, False, "light", None)
+            restore_view(s)
+            graph_view(s, 0, 0, 0.85, "model's own", "released")
             return s
 
         rows.setdefault("upload -> restorations + first graph", []).append(summary(timed(upload, args.repeats)))
@@ -59,7 +63,7 @@ def main():
             changed, draw the window view, overview, heatmap and statistics, figures serialised as Gradio does."""
             if pixel is not None:
                 s.graph_pixel = pixel
-            _, _, overview, heatmap, _ = cb.graph_view(s, 1, 0, t, "model's own", "released")
+            _, _, overview, heatmap, _ = graph_view(s, 1, 0, t, "model's own", "released")
             return overview.to_json(), heatmap.to_json()
 
         rows.setdefault("threshold change -> graph redrawn", []).append(summary(timed(
@@ -68,18 +72,18 @@ def main():
         rows.setdefault("click on the face -> window graph redrawn", []).append(summary(timed(
             lambda: graph_tab(0.85, next(pixels)), args.repeats)))
         rows.setdefault("threshold sweep (21 values) + figure", []).append(summary(timed(
-            lambda: cb.threshold_view(s, "model's own", "released", "0.3, 0.85"), max(2, args.repeats // 2))))
+            lambda: threshold_view(s, "model's own", "released", "0.3, 0.85"), max(2, args.repeats // 2))))
         rows.setdefault("threshold sweep over the 2 examples and this face (21 values + graph off)", []).append(
-            summary(timed(lambda: cb.threshold_faces_view(s, "model's own", "released"), max(2, args.repeats // 2))))
+            summary(timed(lambda: threshold_faces_view(s, "model's own", "released"), max(2, args.repeats // 2))))
 
         def attention_tab(fresh: bool = False, settings=("model's own", "released")):
             """What the Attention tab's update runs (ui.on_attention_tab), figures serialised as Gradio does."""
             if fresh:  # a new face: every compared model is inspected
                 s.inspection, s.attention_inspections = None, {}
             t = next(thresholds)
-            figures = (cb.attention_view(s, 1, 1, 0, t, *settings), cb.rollout_view(s, "mean", t, *settings),
-                       *cb.attention_depth_view(s, t, *settings))
-            cb.face_picker(s, s.query)
+            figures = (attention_view(s, 1, 1, 0, t, *settings), rollout_view(s, "mean", t, *settings),
+                       *attention_depth_view(s, t, *settings))
+            face_picker(s, s.query)
             return [f.to_json() for f in figures]
 
         rows.setdefault("Attention tab, new face (3 models inspected, 4 figures)", []).append(summary(timed(
@@ -90,22 +94,22 @@ def main():
 
         def query_click():
             s.query = next(queries)
-            figures = (cb.attention_view(s, 1, 1, 0, 0.5, "model's own", "released"),
-                       cb.rollout_view(s, "mean", 0.5, "model's own", "released"))
-            cb.face_picker(s, s.query)
+            figures = (attention_view(s, 1, 1, 0, 0.5, "model's own", "released"),
+                       rollout_view(s, "mean", 0.5, "model's own", "released"))
+            face_picker(s, s.query)
             return [f.to_json() for f in figures]
 
         rows.setdefault("query click -> rollout + block view", []).append(summary(timed(query_click, args.repeats)))
         lr = to_tensor(s.lr)
-        row, col = cb.lam_window(s, 16)
+        row, col = lam_window(s, 16)
         rows.setdefault("LAM tab: every model it compares, side by side, with its figures", []).append(summary(timed(
-            lambda: cb.lam_view(s, 16), max(2, args.repeats // 2))))
-        rows.setdefault("  (models compared)", []).append(", ".join(cb.lam_models(s)))
-        for name, batch in [(f"LAM, one model, batched ({cb.LAM_BATCH} a batch, as the app)", cb.LAM_BATCH),
+            lambda: lam_view(s, 16), max(2, args.repeats // 2))))
+        rows.setdefault("  (models compared)", []).append(", ".join(lam_models(s)))
+        for name, batch in [(f"LAM, one model, batched ({LAM_BATCH} a batch, as the app)", LAM_BATCH),
                             ("LAM, one model, one path point at a time", 1)]:
             rows.setdefault(name, []).append(summary(timed(
                 lambda: lam.local_attribution_map(s.model, lr, row, col, batch_size=batch,
-                                                  precision=cb.LAM_PRECISION), max(2, args.repeats // 2))))
+                                                  precision=LAM_PRECISION), max(2, args.repeats // 2))))
     for name, cells in rows.items():
         print(f"| {name} | {' | '.join(cells)} |")
 

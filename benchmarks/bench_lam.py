@@ -65,7 +65,7 @@ def ratio(times, base, name) -> str:
 
 def bench_app(repeats: int, scales=(4, 8)):
     from analysis import lam
-    from app.callbacks import LAM_BATCH
+    from app.tabs.lam import LAM_BATCH
     from gvtnet.inference import resolve_precision
     from gvtnet.weights import load_model
 

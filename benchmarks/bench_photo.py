@@ -36,8 +36,8 @@ def main():
     args = p.parse_args()
 
     import gvtnet
-    from app import callbacks as cb
     from app.examples import group_file
+    from app.tabs.photo import photo_view
     from gvtnet.faces import find_faces
 
     torch.set_num_threads(args.threads)
@@ -55,7 +55,7 @@ def main():
         "composed photo 120x56, 3 faces: gvtnet.restore_photo":
             timed(lambda: gvtnet.restore_photo(model, group), args.repeats),
         "composed photo 120x56, 3 faces: the Photo tab's callback (with PNG files)":
-            timed(lambda: cb.photo_view(group_file(), 4, "", "light", None), args.repeats),
+            timed(lambda: photo_view(group_file(), 4, "", "light", None), args.repeats),
     }
     print("| step | seconds |")
     print("|---|---|")

@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-# What the app says about a file it cannot use (app/callbacks.py `prepare`); anything else is a failure.
+# What the app says about a file it cannot use (app/tabs/inputs.py `prepare`); anything else is a failure.
 CLEAR_MESSAGES = ("Cannot use this image:", "The image is too small", "photos up to")
 
 

@@ -34,69 +34,74 @@ def save_png(img: Image.Image, path: Path) -> str:
 
 
 def test_prepare_simulate_and_real(tmp_path, astronaut_face):
-    from app import callbacks as cb
+    from app.tabs.inputs import CENTRE, REAL, SIMULATE, prepare
 
     path = save_png(astronaut_face, tmp_path / "face.png")
-    hr, lr, _ = cb.prepare(path, 8, cb.SIMULATE, cb.CENTRE)
+    hr, lr, _ = prepare(path, 8, SIMULATE, CENTRE)
     assert hr.size == (128, 128) and lr.size == (16, 16)
     assert np.array_equal(to_array(hr), to_array(astronaut_face))
-    hr, lr, notices = cb.prepare(path, 4, cb.REAL, cb.CENTRE)
+    hr, lr, notices = prepare(path, 4, REAL, CENTRE)
     assert hr is None and lr.size == (32, 32) and "reduced" in notices[0]
 
 
 def test_non_face_image_works_with_a_notice(tmp_path):
-    from app import callbacks as cb
+    from app.tabs.inputs import FACE, SIMULATE, prepare
 
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8))
-    hr, lr, notices = cb.prepare(save_png(noise, tmp_path / "noise.png"), 4, cb.SIMULATE, cb.FACE)
+    hr, lr, notices = prepare(save_png(noise, tmp_path / "noise.png"), 4, SIMULATE, FACE)
     assert hr.size == (128, 128) and any("No face found" in n for n in notices)
 
 
 def test_grayscale_stays_grayscale(tmp_path, hopper_face):
-    from app import callbacks as cb
+    from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.restore import restore, restore_view
 
-    s = cb.restore(save_png(hopper_face.convert("L"), tmp_path / "gray.png"), 4, cb.SIMULATE, cb.CENTRE, False,
-                   "light", None)
-    view = cb.restore_view(s)
+    s = restore(save_png(hopper_face.convert("L"), tmp_path / "gray.png"), 4, SIMULATE, CENTRE, False, "light", None)
+    view = restore_view(s)
     assert s.sr.mode == "L" and Image.open(view["gvtnet"]).mode == "L"
     assert Image.open(view["vs_original"][1]).mode == "L"
 
 
 def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
-    from app import callbacks as cb
+    from app.tabs.graph import face_picker, graph_view, picker_cell, select_graph_pixel, select_query
+    from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.lam import lam_window, place_lam
+    from app.tabs.restore import restore
 
-    s = cb.restore(save_png(astronaut_face, tmp_path / "face.png"), 4, cb.SIMULATE, cb.CENTRE, False, "light", None)
-    assert cb.select_graph_pixel(s, None).graph_pixel is None
-    assert cb.select_graph_pixel(s, [None, None]).graph_pixel is None
-    assert cb.picker_cell(s) == 12  # 32 LR px drawn 384 px wide
-    s = cb.select_graph_pixel(s, [383, 0])  # top-right corner of the large face
+    s = restore(save_png(astronaut_face, tmp_path / "face.png"), 4, SIMULATE, CENTRE, False, "light", None)
+    assert select_graph_pixel(s, None).graph_pixel is None
+    assert select_graph_pixel(s, [None, None]).graph_pixel is None
+    assert picker_cell(s) == 12  # 32 LR px drawn 384 px wide
+    s = select_graph_pixel(s, [383, 0])  # top-right corner of the large face
     assert s.graph_pixel == (0, 31)
-    face, caption, overview, heat, stats = cb.graph_view(s, 0, 0, 0.85, "model's own", "released")
+    face, caption, overview, heat, stats = graph_view(s, 0, 0, 0.85, "model's own", "released")
     assert Image.open(face).size == (384, 384)
     node = int(s.inspection.graph(0).node_map[0, 31])
     assert f"**node {node}**" in caption and f"window {s.inspection.window_at(0, 0, 31)}**" in caption
     assert stats[0][:2] == ["nodes", 64] and len(overview.data) == 1 and len(heat.layout.shapes) == 1
-    assert cb.select_query(s, [64, 32]).query == (2, 5)
-    assert cb.select_query(s, None).query == (2, 5)
-    picker = Image.open(cb.face_picker(s, s.query))
+    assert select_query(s, [64, 32]).query == (2, 5)
+    assert select_query(s, None).query == (2, 5)
+    picker = Image.open(face_picker(s, s.query))
     assert picker.size == (384, 384)
     assert picker.getpixel((5 * 12 - 2, 2 * 12 + 6)) == (0, 255, 102)  # the query's LR pixel outlined
-    assert cb.place_lam(s, None).lam_centre == (64, 64)
-    assert cb.place_lam(s, [127, 127]).lam_centre == (127, 127)
-    assert cb.lam_window(s, 16) == (112, 112)  # kept inside the image
+    assert place_lam(s, None).lam_centre == (64, 64)
+    assert place_lam(s, [127, 127]).lam_centre == (127, 127)
+    assert lam_window(s, 16) == (112, 112)  # kept inside the image
 
 
 def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
     """The selection is the clicked pixel: in every group its node is the one covering that pixel (group 1
     rolls by 6, so a fixed node index would jump across the face)."""
     from analysis import graphs
-    from app import callbacks as cb
+    from app.tabs.graph import graph_view, select_graph_pixel
+    from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.restore import restore
 
-    s = cb.restore(save_png(astronaut_face, tmp_path / "face.png"), 4, cb.SIMULATE, cb.CENTRE, False, "light", None)
-    s = cb.select_graph_pixel(s, [12 * 2 + 5, 12 * 1 + 5])  # LR pixel (1, 2), near the top-left
+    s = restore(save_png(astronaut_face, tmp_path / "face.png"), 4, SIMULATE, CENTRE, False, "light", None)
+    s = select_graph_pixel(s, [12 * 2 + 5, 12 * 1 + 5])  # LR pixel (1, 2), near the top-left
     nodes = []
     for group in (0, 1, 0):
-        _, caption, *_ = cb.graph_view(s, group, 0, 0.85, "model's own", "released")
+        _, caption, *_ = graph_view(s, group, 0, 0.85, "model's own", "released")
         ins = s.inspection
         nodes.append(int(ins.graph(group).node_map[1, 2]))
         assert f"**node {nodes[-1]}**" in caption
@@ -106,25 +111,29 @@ def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
 
 
 def test_graph_off_and_window_scope_in_the_view(tmp_path, astronaut_face):
-    from app import callbacks as cb
+    from app.tabs.graph import graph_view
+    from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.restore import restore
 
-    s = cb.restore(save_png(astronaut_face, tmp_path / "face.png"), 4, cb.SIMULATE, cb.CENTRE, False, "light", None)
-    on = cb.graph_view(s, 1, 0, 0.85, "model's own", "released")
-    off = cb.graph_view(s, 1, 0, 0.85, "model's own", "released", graph_off=True)
+    s = restore(save_png(astronaut_face, tmp_path / "face.png"), 4, SIMULATE, CENTRE, False, "light", None)
+    on = graph_view(s, 1, 0, 0.85, "model's own", "released")
+    off = graph_view(s, 1, 0, 0.85, "model's own", "released", graph_off=True)
     assert dict((r[0], r[1]) for r in off[4])["density"] == 1 and "The graph is off" in off[1]
     assert dict((r[0], r[1]) for r in on[4])["density"] < 1
     assert s.inspection.graph(1).adjacency.all()
-    window = cb.graph_view(s, 1, 0, 0.85, "model's own", "released", scope="window", edges="kept")
+    window = graph_view(s, 1, 0, 0.85, "model's own", "released", scope="window", edges="kept")
     assert s.inspection.scope == "window" and "each window has a graph of its own" in window[1]
     assert "the 0 edges kept" not in window[1] and "(cyan" in window[1]
 
 
 def test_threshold_sweep_over_the_example_faces(tmp_path, astronaut_face):
-    from app import callbacks as cb
+    from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.restore import restore
+    from app.tabs.threshold import SWEEP_THRESHOLDS, threshold_faces_view
 
-    s = cb.restore(save_png(astronaut_face, tmp_path / "face.png"), 8, cb.SIMULATE, cb.CENTRE, False, "light", None)
-    fig, rows = cb.threshold_faces_view(s, "model's own", "released")
-    assert len(rows) == len(cb.SWEEP_THRESHOLDS) + 1 and rows[-1][0] == "graph off"
+    s = restore(save_png(astronaut_face, tmp_path / "face.png"), 8, SIMULATE, CENTRE, False, "light", None)
+    fig, rows = threshold_faces_view(s, "model's own", "released")
+    assert len(rows) == len(SWEEP_THRESHOLDS) + 1 and rows[-1][0] == "graph off"
     own = rows[[r[0] for r in rows].index(0.85)]
     assert own[1:3] == [0, 0]  # the model's own T changes nothing
     assert "3 faces" in fig.layout.title.text  # the two examples and this one
@@ -133,38 +142,39 @@ def test_threshold_sweep_over_the_example_faces(tmp_path, astronaut_face):
 def test_graph_api_callback_with_a_pixel(tmp_path, hopper_face):
     import gradio as gr
 
-    from app import callbacks as cb
+    from app.tabs.api import api_graph
 
     path = save_png(hopper_face, tmp_path / "face.png")
-    plain = cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2)
+    plain = api_graph(path, 4, 0.85, "model's own", "released", 1, 2)
     assert plain["window"] == 0 and "node" not in plain and np.array(plain["adjacency"]).shape == (64, 64)
-    res = cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=30, col=3)
+    res = api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=30, col=3)
     assert (res["row"], res["col"]) == (30, 3) and [30, 3] in res["window_pixels"]
     assert res["adjacency"] == plain["adjacency"]  # 'group' scope: every window shares the graph
-    own = cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=30, col=3, scope="window")
+    own = api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=30, col=3, scope="window")
     assert own["window"] == res["window"] and own["adjacency"] != plain["adjacency"]
     assert res["window_pixels"][res["node"]] == [30, 3]
-    off = cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, graph_off=True)
+    off = api_graph(path, 4, 0.85, "model's own", "released", 1, 2, graph_off=True)
     assert np.array(off["adjacency"]).all() and off["use_graph"] is False
     with pytest.raises(gr.Error, match="outside"):
-        cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=32, col=0)
+        api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=32, col=0)
     with pytest.raises(gr.Error, match="both row and col"):
-        cb.api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=3)
+        api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=3)
 
 
 def test_bad_thresholds_and_checkpoint(tmp_path):
     import gradio as gr
 
-    from app import callbacks as cb
+    from app.tabs.model import load_checkpoint
+    from app.tabs.threshold import parse_thresholds
 
-    assert cb.parse_thresholds("0.2, 0.85") == [0.2, 0.85]
+    assert parse_thresholds("0.2, 0.85") == [0.2, 0.85]
     for text in ("abc", "1.5", ""):
         with pytest.raises(gr.Error):
-            cb.parse_thresholds(text)
+            parse_thresholds(text)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not weights")
     with pytest.raises(gr.Error, match="Cannot use this checkpoint"):
-        cb.load_checkpoint(str(bad))
+        load_checkpoint(str(bad))
 
 
 def test_model_tab_shows_the_recorded_ablation():
@@ -172,12 +182,12 @@ def test_model_tab_shows_the_recorded_ablation():
     import json
 
     from analysis import ablation
-    from app import callbacks as cb
     from app.state import ABLATION_RESULTS
+    from app.tabs.model import ablation_figure, ablation_summary
 
     results = json.loads(ABLATION_RESULTS.read_text())
-    assert ablation.tables(results) in cb.ablation_summary()
-    fig = Image.open(cb.ablation_figure())
+    assert ablation.tables(results) in ablation_summary()
+    fig = Image.open(ablation_figure())
     assert fig.format == "PNG" and fig.width > 400
 
 
@@ -265,7 +275,7 @@ def test_graph_and_lam_endpoints(client, tmp_path, hopper_face):
     assert (at["row"], at["col"]) == (5, 9) and at["window_pixels"][at["node"]] == [5, 9]
     assert at["graph_scope"] == "window" and np.array(at["adjacency"]).shape == (64, 64)
     res = client.predict(face, 8, 120, 0, 8, api_name="/lam")
-    from app.callbacks import NO_GRAPH
+    from app.tabs.restore import NO_GRAPH
 
     assert set(res) == {"GVTNet", "SwinIR", NO_GRAPH}  # at x8 the graph-free GVTNet ships too
     assert res["GVTNet"]["di"] > 0 and (res["GVTNet"]["row"], res["GVTNet"]["col"]) == (120, 0)

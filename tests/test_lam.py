@@ -244,7 +244,10 @@ def test_face_windows_inside_the_face():
 def test_app_lam_with_an_uploaded_model(tmp_path, astronaut_face):
     """An uploaded ESRGAN is compared beside GVTNet and SwinIR: restored, and its LAM run with theirs on one
     shared path; each DI is the library's for that model and window."""
-    from app import callbacks as cb
+    from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.lam import LAM_PRECISION, lam_view
+    from app.tabs.model import load_checkpoint, model_summary
+    from app.tabs.restore import NO_GRAPH, metrics, restore, restore_view
     from gvtnet.inference import resolve_precision
     from gvtnet.sr_models import _spandrel
 
@@ -254,35 +257,37 @@ def test_app_lam_with_an_uploaded_model(tmp_path, astronaut_face):
     torch.manual_seed(0)
     net = ESRGAN(num_filters=8, num_blocks=1, scale=8).eval()
     torch.save({"params_ema": net.state_dict()}, tmp_path / "esrgan-x8.pth")
-    custom, compare = cb.load_checkpoint(str(tmp_path / "esrgan-x8.pth"))
+    custom, compare = load_checkpoint(str(tmp_path / "esrgan-x8.pth"))
     assert custom is None and compare.architecture == "ESRGAN"
     face = tmp_path / "face.png"
     astronaut_face.save(face)
-    s = cb.restore(str(face), 4, cb.SIMULATE, cb.CENTRE, False, "light", None, compare)  # its x8 sets the scale
+    s = restore(str(face), 4, SIMULATE, CENTRE, False, "light", None, compare)  # its x8 sets the scale
     upload = "ESRGAN (uploaded)"  # beside the shipped graph-free GVTNet, which x8 also has
-    assert s.scale == 8 and list(s.others) == [cb.NO_GRAPH, upload] and s.others_sr[upload].size == (128, 128)
-    assert [r[0] for r in cb.metrics(s)][-1] == upload and len(cb.restore_view(s)["others"]) == 2
-    assert "no graph layers" in cb.model_summary(s.model, "shipped", s.others)
+    assert s.scale == 8 and list(s.others) == [NO_GRAPH, upload] and s.others_sr[upload].size == (128, 128)
+    assert [r[0] for r in metrics(s)][-1] == upload and len(restore_view(s)["others"]) == 2
+    assert "no graph layers" in model_summary(s.model, "shipped", s.others)
     calls = []
-    v = cb.lam_view(s, 16, lambda d, t: calls.append((d, t)))
-    assert list(v["models"]) == ["GVTNet", "SwinIR", cb.NO_GRAPH, upload] and max(calls) == (200, 200)
+    v = lam_view(s, 16, lambda d, t: calls.append((d, t)))
+    assert list(v["models"]) == ["GVTNet", "SwinIR", NO_GRAPH, upload] and max(calls) == (200, 200)
     assert v["precision"] == resolve_precision("auto") and v["spread"].endswith(".png")
     r = v["models"][upload]
     one = lam.local_attribution_map(compare, to_tensor(s.lr), r["row"], r["col"], 16, batch_size=50,
-                                    precision=cb.LAM_PRECISION)
+                                    precision=LAM_PRECISION)
     assert r["di"] == pytest.approx(one.di, abs=2e-3)
-    gv, _ = cb.load_checkpoint("assets/gvtnet-light-x4.safetensors")
-    assert isinstance(gv, gvtnet.GVTNet) and cb.load_checkpoint(None) == (None, None)
+    gv, _ = load_checkpoint("assets/gvtnet-light-x4.safetensors")
+    assert isinstance(gv, gvtnet.GVTNet) and load_checkpoint(None) == (None, None)
 
 
 def test_app_small_study(tmp_path, astronaut_face, monkeypatch):
-    from app import callbacks as cb
+    from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.lam import lam_study_view
+    from app.tabs.restore import restore
 
-    monkeypatch.setattr(cb, "STUDY_FACES", 2)  # one example and the session's face
+    monkeypatch.setattr("app.tabs.lam.STUDY_FACES", 2)  # one example and the session's face
     face = tmp_path / "face.png"
     astronaut_face.save(face)
-    s = cb.restore(str(face), 8, cb.SIMULATE, cb.CENTRE, False, "light", None)
+    s = restore(str(face), 8, SIMULATE, CENTRE, False, "light", None)
     calls = []
-    table, fig = cb.lam_study_view(s, 16, lambda d, t: calls.append((d, t)))
+    table, fig = lam_study_view(s, 16, lambda d, t: calls.append((d, t)))
     assert calls[-1] == (8, 8)  # 2 faces x 4 windows
     assert "2 faces" in table and "| GVTNet |" in table and "GVTNet - SwinIR" in table and fig.endswith(".png")

@@ -242,35 +242,38 @@ def test_python_m_gvtnet_infer_does_not_warn():
 
 
 def test_photo_tab_callbacks_and_choosing_a_face(tmp_path):
-    from app import callbacks as cb
     from app.examples import GROUP, group_file
+    from app.tabs.inputs import CENTRE, REAL, SR_MAX
+    from app.tabs.photo import chosen_face, photo_view
+    from app.tabs.restore import restore
 
-    v = cb.photo_view(group_file(), 4, "", "light", None)
+    v = photo_view(group_file(), 4, "", "light", None)
     assert v["notes"].startswith(f"{len(GROUP)} faces found, {len(GROUP)} restored")
     boxes = Image.open(v["boxes"])
     restored, bicubic = (Image.open(p) for p in v["slider"])
     assert boxes.size == restored.size == bicubic.size and v["download"] == v["slider"][0]
     assert len(v["gallery"]) == len(v["faces"]) == len(GROUP)
-    path, number = cb.chosen_face(v["faces"], 1)
+    path, number = chosen_face(v["faces"], 1)
     assert number == 2 and np.array_equal(np.asarray(Image.open(path)), np.asarray(v["faces"][1][1]))
-    s = cb.restore(path, 4, cb.REAL, cb.CENTRE, "", "light", None)  # what choosing it does to the session
-    assert s.hr is None and s.lr.width <= cb.SR_MAX // 4
+    s = restore(path, 4, REAL, CENTRE, "", "light", None)  # what choosing it does to the session
+    assert s.hr is None and s.lr.width <= SR_MAX // 4
     import gradio as gr
 
     with pytest.raises(gr.Error, match="Restore a photo first"):
-        cb.chosen_face([], 0)
+        chosen_face([], 0)
 
 
 def test_real_low_resolution_examples_are_lfw_faces_restored_as_they_are():
     from skimage import data
 
-    from app import callbacks as cb
     from app.examples import LFW_FACES, lfw_files
+    from app.tabs.inputs import CENTRE, REAL
+    from app.tabs.restore import restore
 
     lfw = data.lfw_subset()
     for index, path in zip(LFW_FACES, lfw_files()):
         img = Image.open(path)
         assert img.format == "PNG" and img.mode == "L" and img.size == (25, 25)
         assert np.abs(np.asarray(img) / 255 - lfw[index]).max() <= 0.5 / 255 + 1e-9
-    s = cb.restore(path, 4, cb.REAL, cb.CENTRE, "", "light", None)
+    s = restore(path, 4, REAL, CENTRE, "", "light", None)
     assert s.hr is None and s.lr.size == (25, 25) and s.sr.size == (100, 100) and s.sr.mode == "L"

@@ -112,7 +112,7 @@ def hostile_checkpoints(tmp_path: Path) -> dict[str, tuple[bytes, str, str]]:
 def test_hostile_checkpoints_are_refused_clearly(tmp_path):
     import gradio as gr
 
-    from app import callbacks as cb
+    from app.tabs.model import load_checkpoint
 
     for name, (data, suffix, words) in hostile_checkpoints(tmp_path).items():
         path = tmp_path / f"{name}{suffix}"
@@ -123,7 +123,7 @@ def test_hostile_checkpoints_are_refused_clearly(tmp_path):
         assert words in str(err.value), f"{name}: {err.value}"
         assert time.monotonic() - t < 10, f"{name}: took {time.monotonic() - t:.0f} s to refuse"
         with pytest.raises(gr.Error, match="Cannot use this checkpoint"):  # the app's upload path
-            cb.load_checkpoint(str(path))
+            load_checkpoint(str(path))
     assert not (tmp_path / "pwned").exists()
 
 
@@ -147,14 +147,14 @@ def test_checkpoint_caps(tmp_path):
 def test_image_upload_cap(tmp_path):
     import gradio as gr
 
-    from app import callbacks as cb
     from app.state import MAX_IMAGE_BYTES
+    from app.tabs.inputs import FACE, SIMULATE, prepare
 
     big = tmp_path / "huge.png"
     with open(big, "wb") as f:
         f.truncate(MAX_IMAGE_BYTES + 1)  # sparse: no disk used
     with pytest.raises(gr.Error, match="photos up to 50 MB are accepted"):
-        cb.prepare(str(big), 4, cb.SIMULATE, cb.FACE)
+        prepare(str(big), 4, SIMULATE, FACE)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -1,0 +1,60 @@
+"""The API's endpoints (upscale, graph, lam): stateless, with the shipped weights and a found face (else
+the centre square)."""
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+
+from analysis import graphs
+
+from ..state import MODELS
+from .graph import _clamp, _graph_group, inspect
+from .inputs import FACE, SIMULATE, png
+from .lam import run_lam
+from .restore import restore
+
+
+def default_preset() -> str:
+    presets = MODELS.presets()
+    if not presets:
+        raise gr.Error("No shipped weights in assets/.")
+    return "light" if "light" in presets else presets[0]
+
+
+def api_upscale(path: str, scale: int, mode: str = SIMULATE, crop: str = FACE) -> str:
+    """The face restored by GVTNet at x`scale`, as a PNG file."""
+    s = restore(path, scale, mode, crop, False, default_preset(), None)
+    return png(s.sr, f"gvtnet-x{s.scale}")
+
+
+def api_graph(path: str, scale: int, threshold_t: float, p: str, rule: str, group: int, head: int,
+              row: int | None = None, col: int | None = None, graph_off: bool = False, scope: str = "group") -> dict:
+    """Statistics and the 0/1 adjacency (rows: query node, columns: key node) of one group and head. With
+    an LR pixel (row, col): that pixel's window (its index, its tokens' LR pixels, its adjacency) and node;
+    without: window 0's, which for 'group' scope is the graph every window shares."""
+    s = restore(path, scale, SIMULATE, FACE, False, default_preset(), None)
+    ins = inspect(s, threshold_t, p, rule, bool(graph_off), scope)
+    group, head = _graph_group(ins, group), _clamp(head, ins.num_heads)
+    settings = {k: str(v) if isinstance(v, float) and math.isinf(v) else v for k, v in s.graph_key}  # JSON has no inf
+    out = {"group": group, "head": head, **settings, "window": 0}
+    if (row is None) != (col is None):
+        raise gr.Error("Give both row and col (an LR pixel), or neither.")
+    if row is not None:
+        h, w = ins.lr_size
+        if not (0 <= int(row) < h and 0 <= int(col) < w):
+            raise gr.Error(f"LR pixel ({int(row)}, {int(col)}) is outside the {w}x{h} input face.")
+        sel = graphs.select(ins, group, head, (int(row), int(col)))
+        out |= {"row": int(row), "col": int(col), "window": sel.window, "node": sel.node,
+                "window_pixels": ins.window_pixels(group, sel.window).tolist()}
+    return out | {"stats": graphs.graph_stats(graphs.digraph(ins, group, head, window=out["window"])),
+                  "adjacency": ins.window_graph(group, out["window"])[head].astype(int).tolist()}
+
+
+def api_lam(path: str, scale: int, row: int, col: int, window: int) -> dict:
+    """Diffusion index of GVTNet (and the SwinIR baseline) for the window whose top-left SR pixel is
+    (row, col)."""
+    s = restore(path, scale, SIMULATE, FACE, False, default_preset(), None)
+    s.lam_centre = (int(row) + int(window) // 2, int(col) + int(window) // 2)
+    return {name: {k: v for k, v in r.items() if k in ("di", "row", "col", "window")}
+            for name, r in run_lam(s, window).items()}

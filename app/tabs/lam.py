@@ -1,0 +1,101 @@
+"""The LAM tab: which input pixels a window of the restoration depends on, for every model compared, and a
+small study of it across faces."""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image, ImageDraw
+
+from analysis import lam as lam_analysis
+from analysis import lam_study
+from gvtnet.inference import to_tensor
+
+from ..examples import example_files
+from ..state import Session
+from .inputs import FACE, SIMULATE, png, prepare
+
+
+def lam_window(s: Session, window: int) -> tuple[int, int]:
+    """Top-left SR pixel of the window centred on the session's LAM point, kept inside the image."""
+    window = int(window)
+    h, w = s.sr.height, s.sr.width
+    if window > min(h, w):
+        raise gr.Error(f"A {window} px window does not fit the {w}x{h} restoration.")
+    r, c = s.lam_centre
+    return min(max(r - window // 2, 0), h - window), min(max(c - window // 2, 0), w - window)
+
+
+def lam_picker(s: Session, window: int) -> str:
+    """The restoration with the LAM window drawn on it, to click on."""
+    img = s.sr.convert("RGB")
+    r, c = lam_window(s, window)
+    ImageDraw.Draw(img).rectangle((c, r, c + int(window) - 1, r + int(window) - 1), outline=(255, 0, 0), width=2)
+    return png(img, "window")
+
+
+def place_lam(s: Session, xy) -> Session:
+    if xy and xy[0] is not None and xy[1] is not None:
+        s.lam_centre = (int(xy[1]), int(xy[0]))
+    return s
+
+
+# LAM runs in bf16 where the CPU computes it natively (AMX, AVX512-BF16), else in fp32 (maps correlate
+# > 0.999 with fp32, DI within 1%: docs/PERFORMANCE.md); the page says which was used.
+LAM_PRECISION = "auto"
+# Path points per batch: smaller batches cost a little speed but give progress steps often enough that a
+# job whose visitor left stops soon (VISITORS.check runs at each step).
+LAM_BATCH = 10
+STUDY_FACES = 3  # the small study's faces: the example crops and the session's own
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def lam_models(s: Session) -> dict:
+    """{name: model} that LAM compares: the GVTNet, the SwinIR baseline and the uploaded models."""
+    return {"GVTNet": s.model} | ({"SwinIR": s.baseline_model} if s.baseline_model is not None else {}) | s.others
+
+
+def lam_view(s: Session, window: int, progress=None, spread: bool = True) -> dict:
+    """LAM of the window for every model of `lam_models`, side by side on one shared path; progress(done,
+    total) counts the path points of all. Returns {'models': {name: {'di', 'row', 'col', 'window',
+    'precision', 'overlay', 'kde'}}, 'spread': the spread view's file (or None), 'precision'}."""
+    row, col = lam_window(s, window)
+    results = lam_analysis.attribution_maps(lam_models(s), to_tensor(s.lr), row, col, window=int(window),
+                                            batch_size=LAM_BATCH, precision=LAM_PRECISION, progress=progress)
+    models = {name: {"di": round(res.di, 3), "row": row, "col": col, "window": int(window), "precision": res.precision,
+                     "overlay": png(lam_analysis.lam_overlay(res), f"lam-{_slug(name)}"),
+                     "kde": png(lam_analysis.lam_kde(res), f"lam-kde-{_slug(name)}")} for name, res in results.items()}
+    spread_png = None
+    if spread:
+        fig = lam_analysis.spread_figure(results)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        spread_png = png(Image.open(buf), "lam-spread")
+    return {"models": models, "spread": spread_png, "precision": next(iter(results.values())).precision}
+
+
+def run_lam(s: Session, window: int, progress=None) -> dict:
+    """{name: {'di', 'row', 'col', 'window', 'precision', 'overlay', 'kde'}} of lam_view, without the figure."""
+    return lam_view(s, window, progress, spread=False)["models"]
+
+
+def lam_study_view(s: Session, window: int, progress=None) -> tuple[str, str]:
+    """A small analysis.lam_study: LAM of every model at the named face windows (eyes, nose, mouth) of
+    the example faces and the session's own (where it has an original). Returns (Markdown table, figure
+    file); progress(done, total) counts face-windows."""
+    faces = {Path(f).stem: to_tensor(prepare(f, s.scale, SIMULATE, FACE)[1]) for f in example_files()[:STUDY_FACES - 1]}
+    if s.hr is not None:
+        faces["your face"] = to_tensor(s.lr)
+    faces = {k: v for k, v in faces.items() if v.shape[-2:] == (s.lr.height, s.lr.width)}
+    side = s.lr.width * s.scale
+    result = lam_study.study(lam_models(s), faces, lam_study.face_windows(side, side, int(window)),
+                             precision=LAM_PRECISION, resamples=2000, progress=progress)
+    fig = lam_study.figure(result)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return lam_study.markdown(result) + "\n" + lam_study.FIGURE_CAPTION, png(Image.open(buf), "lam-study")

@@ -1,0 +1,69 @@
+"""The Model tab: an uploaded checkpoint loaded, the session's models described, the ablation table and
+figure, and the model card."""
+from __future__ import annotations
+
+import io
+import json
+
+import gradio as gr
+from PIL import Image
+
+from analysis import ablation
+from gvtnet import GVTNet
+from gvtnet.sr_models import describe_model, load_sr_model
+from gvtnet.weights import CheckpointError, describe
+
+from ..state import ABLATION_RESULTS, MODEL_CARD
+from .inputs import png
+from .restore import NO_GRAPH
+
+
+def load_checkpoint(path: str | None) -> tuple[GVTNet | None, object | None]:
+    """(GVTNet, other) from an uploaded checkpoint (gvtnet.load_sr_model): a GVTNet (ours or the released
+    code's) replaces the session's; any other SR architecture is compared beside it. None clears both."""
+    if path is None:
+        return None, None
+    try:
+        model = load_sr_model(path)
+    except CheckpointError as e:
+        raise gr.Error(f"Cannot use this checkpoint: {e}") from e
+    return (model, None) if isinstance(model, GVTNet) else (None, model)
+
+
+def model_summary(model: GVTNet, source: str, others: dict | None = None) -> str:
+    cfg = model.cfg
+    params = sum(p.numel() for p in model.parameters())
+    text = (f"**{source}**: {describe(cfg)}, {params / 1e6:.2f} M parameters, x{cfg.upscale}; graph threshold "
+            f"T = {cfg.threshold}, Minkowski p = {cfg.minkowski_p}, neighbour rule '{cfg.neighbour_rule}'.")
+    for name, m in (others or {}).items():
+        if name == NO_GRAPH:
+            text += (f"\n\n**{name}**: the shipped GVTNet fine-tuned with its graph blocks run as Swin-type "
+                     "blocks (docs/ABLATION.md); Restore, Attention and LAM show it beside GVTNet.")
+        else:
+            text += (f"\n\n**Uploaded for comparison**: {describe_model(m)}. Restore and LAM show it beside "
+                     "GVTNet; it has no graph layers, so the Neighbour graph and Attention tabs show GVTNet's.")
+    return text
+
+
+def ablation_summary() -> str:
+    """The light Table I (docs/ABLATION.md) as far as it has been trained, for the Model tab."""
+    if not ABLATION_RESULTS.is_file():
+        return ""
+    results = json.loads(ABLATION_RESULTS.read_text())
+    return ("### What the graph contributes (x8, CelebA test faces; `docs/ABLATION.md` has the method, commands "
+            "and caveats)\n\n" + ablation.tables(results))
+
+
+def ablation_figure() -> str | None:
+    """The light Table I as a picture (PSNR-Y against LAM's DI, a point per run), for the Model tab."""
+    if not ABLATION_RESULTS.is_file():
+        return None
+    buf = io.BytesIO()
+    ablation.figure(json.loads(ABLATION_RESULTS.read_text())).savefig(buf, format="png", dpi=90)
+    return png(Image.open(buf), "ablation")
+
+
+def model_card() -> str:
+    if MODEL_CARD.is_file():
+        return MODEL_CARD.read_text(encoding="utf-8")
+    return "_No model card shipped (assets/MODEL_CARD.md is absent)._"

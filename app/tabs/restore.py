@@ -1,0 +1,77 @@
+"""The Restore tab: the uploaded face restored by GVTNet, bicubic, the SwinIR baseline and any other model
+compared, with PSNR and SSIM against the original."""
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from gvtnet import GVTNet
+from gvtnet.images import bicubic_upscale
+from gvtnet.metrics import psnr, ssim
+from gvtnet.sr_models import describe_model, model_name, scale_of
+
+from ..state import MODELS, Session
+from .inputs import png, prepare, sr_image
+
+NO_GRAPH = "GVTNet, no graph (retrained)"
+
+
+def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None, compare=None) -> Session:
+    """A new session for the uploaded face: restored by the session's GVTNet (an uploaded checkpoint, else
+    the shipped preset), by bicubic, by the shipped SwinIR baseline where there is one, and by `compare`
+    (an uploaded model of another architecture, see load_checkpoint), whose scale then sets the session's."""
+    if compare is not None and custom is None:
+        scale = scale_of(compare)
+    try:
+        model = custom if custom is not None else MODELS.gvtnet(preset, int(scale))
+    except FileNotFoundError as e:
+        raise gr.Error(f"Nothing to compare the uploaded model with: {e}.") from e
+    scale = model.cfg.upscale
+    # the shipped GVTNet retrained without its graph, beside the shipped GVTNet it was fine-tuned from
+    no_graph = MODELS.no_graph(preset, scale) if custom is None else None
+    others = {NO_GRAPH: no_graph} if no_graph is not None else {}
+    if compare is not None:
+        if scale_of(compare) == scale:
+            others[f"{model_name(compare)} (uploaded)"] = compare
+        else:
+            gr.Warning(f"The uploaded {describe_model(compare)} is not x{scale}, so it is not compared.")
+    hr, lr, notices = prepare(path, scale, mode, crop)
+    for n in notices:
+        gr.Info(n)
+    baseline_model = MODELS.baseline(preset, scale)
+    h, w = lr.height * scale, lr.width * scale
+    return Session(
+        hr=hr, lr=lr, scale=scale, model=model, baseline_model=baseline_model,
+        sr=sr_image(model, lr, ensemble), bicubic=bicubic_upscale(lr, scale),
+        baseline=sr_image(baseline_model, lr, ensemble) if baseline_model is not None else None,
+        query=(lr.height // 2, lr.width // 2), lam_centre=(h // 2, w // 2), notices=notices,
+        others=others, others_sr={name: sr_image(m, lr, ensemble) for name, m in others.items()},
+    )
+
+
+def metrics(s: Session) -> list[list]:
+    """[method, PSNR (dB), SSIM] rows against the original (on luma, as the literature reports them);
+    empty for a real low-resolution input, which has no original."""
+    if s.hr is None:
+        return []
+    hr = np.asarray(s.hr)
+    rows = [("bicubic", s.bicubic), ("GVTNet", s.sr)] + ([("SwinIR", s.baseline)] if s.baseline else []) + \
+        list(s.others_sr.items())
+    return [[name, round(psnr(np.asarray(img), hr), 2), round(ssim(np.asarray(img), hr), 4)] for name, img in rows]
+
+
+def restore_view(s: Session) -> dict:
+    """Files and values the Restore tab shows."""
+    sr = png(s.sr, f"gvtnet-x{s.scale}")
+    bicubic = png(s.bicubic, f"bicubic-x{s.scale}")
+    return {
+        "vs_bicubic": (sr, bicubic),
+        "vs_original": (sr, png(s.hr, "original")) if s.hr is not None else None,
+        "metrics": metrics(s),
+        "lr": png(s.lr.resize(s.sr.size, Image.NEAREST), "input"),
+        "gvtnet": sr,
+        "baseline": png(s.baseline, f"swinir-x{s.scale}") if s.baseline is not None else None,
+        "others": [(png(img, f"other-x{s.scale}"), name) for name, img in s.others_sr.items()],
+        "download": sr,
+    }
