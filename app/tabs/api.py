@@ -9,7 +9,7 @@ import gradio as gr
 from analysis import graphs
 
 from ..state import MODELS
-from .graph import _clamp, _graph_group, inspect
+from .graph import graph_group_head, inspect
 from .inputs import FACE, SIMULATE, png
 from .lam import run_lam
 from .restore import restore
@@ -35,7 +35,7 @@ def api_graph(path: str, scale: int, threshold_t: float, p: str, rule: str, grou
     without: window 0's, which for 'group' scope is the graph every window shares."""
     s = restore(path, scale, SIMULATE, FACE, False, default_preset(), None)
     ins = inspect(s, threshold_t, p, rule, bool(graph_off), scope)
-    group, head = _graph_group(ins, group), _clamp(head, ins.num_heads)
+    group, head = graph_group_head(ins, group, head)
     settings = {k: str(v) if isinstance(v, float) and math.isinf(v) else v for k, v in s.graph_key}  # JSON has no inf
     out = {"group": group, "head": head, **settings, "window": 0}
     if (row is None) != (col is None):

@@ -50,16 +50,17 @@ def graph_pixel(s: Session) -> tuple[int, int]:
     return s.graph_pixel if s.graph_pixel is not None else (s.lr.height // 2, s.lr.width // 2)
 
 
-def _graph_group(ins, group: int) -> int:
-    """The slider's group, or the nearest one that has a graph (uploaded models may have groups without)."""
+def graph_group_head(ins, group: int, head: int) -> tuple[int, int]:
+    """The sliders' group and head made valid: the nearest group that has a graph (uploaded models may
+    have groups without), a head within range."""
     group = _clamp(group, ins.num_groups)
-    return min((g for g, _ in ins.graphs), key=lambda g: (abs(g - group), g))
+    return min((g for g, _ in ins.graphs), key=lambda g: (abs(g - group), g)), _clamp(head, ins.num_heads)
 
 
 def _selection(s: Session, group, head, threshold_t, p, rule, graph_off, scope, edges):
     """(inspection, group, head, graphs.Selection) of the session's selected pixel under these settings."""
     ins = inspect(s, threshold_t, p, rule, graph_off, scope)
-    group, head = _graph_group(ins, group), _clamp(head, ins.num_heads)
+    group, head = graph_group_head(ins, group, head)
     return ins, group, head, graphs.select(ins, group, head, graph_pixel(s), edges)
 
 
