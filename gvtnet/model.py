@@ -156,8 +156,8 @@ def shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
 
 def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
     """(B, H, W, C) rolled by `shift` pixels along H and W (negative: towards the origin), i.e.
-    `torch.roll(x, (shift, shift), (1, 2))`, as one gather of pixels: torch.roll copies twice, and at
-    a batch of 16 faces takes several times longer (docs/PERFORMANCE.md)."""
+    `torch.roll(x, (shift, shift), (1, 2))`, as one gather of pixels instead of torch.roll's copy per
+    dimension (part of the one-face speed-up in docs/PERFORMANCE.md)."""
     b, h, w, c = x.shape
     return x.reshape(b, h * w, c).index_select(1, _shift_index(h, w, shift, x.device)).view(b, h, w, c)
 
