@@ -49,9 +49,26 @@ def adjacency(
     if basis not in DISTANCE_BASES:
         raise ValueError(f"distance basis must be one of {DISTANCE_BASES}, got {basis!r}")
     v = z @ z.transpose(-1, -2) if basis == "gram" else z
-    # cdist itself, so that near-ties resolve as in the released code. (For p=inf a broadcast max is just
-    # as exact, but its (B, heads, n, n, m) temporaries made the model slower, not faster.)
-    dist = torch.cdist(v, v, p=minkowski_p)
+    # cdist, or for p = inf the same differences and maxima (so near-ties resolve as in the released code)
+    dist = chebyshev_distance(v) if minkowski_p == float("inf") else torch.cdist(v, v, p=minkowski_p)
     cut = threshold * dist.amax(dim=-1, keepdim=True)
     a = dist < cut if rule == "released" else dist > cut
     return a.to(z.dtype), dist
+
+
+def chebyshev_distance(v: torch.Tensor, chunk_bytes: int = 2 << 20) -> torch.Tensor:
+    """L-inf distances between rows: v (..., n, m) -> (..., n, n), equal to torch.cdist(v, v, p=inf).
+
+    M[p, q] = max_k (v[p, k] - v[q, k]) by broadcasting, and D = max(M, M^T), since v[q] - v[p] is exactly
+    -(v[p] - v[q]) in floating point. About 2.5x faster than cdist's general p-norm loop here (official-x8's
+    graphs, docs/PERFORMANCE.md), as long as the (n, n, m) differences stay in cache: they are made
+    `chunk_bytes` at a time. In float32 at least, as autocast runs cdist.
+    """
+    n, m = v.shape[-2:]
+    flat = v.reshape(-1, n, m).to(torch.promote_types(v.dtype, torch.float32))
+    per_chunk = max(1, chunk_bytes // (n * n * m * flat.element_size()))
+    parts = []
+    for c in flat.split(per_chunk):
+        most = (c.unsqueeze(-2) - c.unsqueeze(-3)).amax(dim=-1)
+        parts.append(torch.maximum(most, most.mT))
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)).view(*v.shape[:-1], n)

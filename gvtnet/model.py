@@ -141,9 +141,12 @@ def from_windows(x: torch.Tensor, h: int, w: int, layout: str) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=64)
 def shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
-    """Swin's shifted-window mask, (nW, ws*ws, ws*ws) of 0 / -100: the 3 x 3 roll regions of an h x w map,
+    """Swin's shifted-window mask, (nW, ws*ws, ws*ws) of 0 / -inf: the 3 x 3 roll regions of an h x w map,
     labelled and partitioned into CONTIGUOUS windows. The released code applies it, as it is, to its
     strided windows (window k gets row k), which is what `GVTNet` does for the strided layout too.
+    Swin and the released code mask with -100 instead of -inf. exp(-100) is a denormal float, which x86
+    computes several times slower: softmax took 7x as long on masked scores (docs/PERFORMANCE.md). The
+    weights -100 leaves, under 4e-44, are below any output's last bit; -inf makes them exact zeros.
     Cached (building it costs as much as a block at 32x32): the result is shared, never modify it."""
     labels = torch.zeros(h, w)
     cuts = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
@@ -151,7 +154,7 @@ def shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
         labels[rows, cols] = n
     windows = to_windows(labels.view(1, h, w, 1), ws, "contiguous", heads=1)[0, 0, :, 0, :, 0]
     diff = windows.unsqueeze(1) - windows.unsqueeze(2)
-    return torch.zeros_like(diff).masked_fill(diff != 0, -100.0)
+    return torch.zeros_like(diff).masked_fill(diff != 0, float("-inf"))
 
 
 def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
@@ -226,23 +229,26 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(ws), persistent=False)
         self.record: list | None = None  # set by `capture` to collect attention maps
-        self._bias: tuple | None = None  # (table's identity, bias) kept for inference
+        self._bias: tuple | None = None  # (table's identity, mask, bias) kept for inference
 
-    def bias(self) -> torch.Tensor:
-        """(heads, n, n) relative-position bias. Without gradients the gather is kept until the table
-        changes (place, version, dtype): at one small face it is a few percent of the forward pass."""
+    def bias(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Relative-position bias, (heads, n, n), plus a shift mask (nW, n, n) if given: (nW, heads, n, n).
+        Without gradients the result is kept until the table (place, version, dtype) or the mask changes:
+        at one small face these gathers and adds are a few percent of the forward pass. Adding the mask
+        first is exact, as it holds only 0 and -inf."""
         table = self.relative_position_bias_table
         if torch.is_grad_enabled() or table.is_inference():  # an inference tensor has no version to watch
-            return self._gather(table)
+            return self._gather(table, mask)
         key = (table.data_ptr(), table._version, table.dtype)
-        if self._bias is None or self._bias[0] != key:
-            self._bias = (key, self._gather(table))
-        return self._bias[1]
+        if self._bias is None or self._bias[0] != key or self._bias[1] is not mask:
+            self._bias = (key, mask, self._gather(table, mask))
+        return self._bias[2]
 
-    def _gather(self, table: torch.Tensor) -> torch.Tensor:
+    def _gather(self, table: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         n = self.window_size**2
         # contiguous: adding a permuted view to the scores takes twice as long
-        return table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
+        bias = table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
+        return bias if mask is None else bias + mask.unsqueeze(1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, adj: torch.Tensor | None = None):
         """mask: (nW, n, n) additive shift mask or None ('S'); adj: adjacency with self-loops ('G'), one per
@@ -250,11 +256,10 @@ class WindowAttention(nn.Module):
         b, h, w, c = x.shape
         qkv = self.qkv(x)
         q, k, v = to_windows(qkv, self.window_size, self.layout, self.num_heads, parts=3)
-        scores = (q * self.scale) @ k.transpose(-2, -1) + self.bias()
+        q = q * self.scale if self.scale != 1.0 else q  # the released graph layer does not scale
+        scores = q @ k.transpose(-2, -1) + self.bias(mask if self.kind == "S" else None)
         if adj is not None and adj.ndim == 4:
             adj = adj.unsqueeze(1)  # one graph for every window
-        if self.kind == "S" and mask is not None:
-            scores = scores + mask.unsqueeze(1)  # (nW, 1, n, n): one mask per window
         if self.kind == "G" and self.adjacency_mode == "mask":
             scores = scores.masked_fill(adj == 0, float("-inf"))
         attn = torch.softmax(scores, dim=-1)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
 import gvtnet
+from gvtnet.graph import chebyshev_distance
 from gvtnet.model import GVTNetConfig, cyclic_shift, shift_mask
 from gvtnet.weights import infer_config, released_to_ours
 
@@ -48,7 +49,9 @@ def test_shift_mask_matches_released_buffer(fixtures_dir):
     weights = load_file(fixtures_dir / "tiny-x4-weights.safetensors")
     for g, shift in [(1, 6), (3, 4), (5, 2)]:
         buf = weights[f"layers.{g}.residual_group.blocks.0.attn.attn_mask"]
-        assert torch.equal(shift_mask(32, 32, 8, shift), buf)
+        mask = shift_mask(32, 32, 8, shift)  # -inf where the released buffer has -100 (see its docstring)
+        assert torch.equal(mask == float("-inf"), buf == -100) and torch.equal(mask == 0, buf == 0)
+        assert buf.unique().tolist() == [-100, 0]
     assert not any(k.startswith("layers.0.") and k.endswith("attn_mask") for k in weights)
 
 
@@ -187,3 +190,28 @@ def test_cyclic_shift_is_torch_roll():
     g = torch.randn_like(x)
     (grad,) = torch.autograd.grad(cyclic_shift(x, -3), x, g)
     assert torch.equal(grad, torch.roll(g, (3, 3), dims=(1, 2)))
+
+
+def test_chebyshev_distance_is_cdist_at_p_inf():
+    """Equal to torch.cdist(p=inf) bit for bit, in one chunk or many, and for bf16 input as autocast
+    computes cdist (in float32)."""
+    torch.manual_seed(0)
+    for shape, chunk_bytes in [((2, 6, 64, 64), 2 << 20), ((3, 5, 7, 9), 1), ((4, 16), 2 << 20)]:
+        v = torch.randn(shape)
+        assert torch.equal(chebyshev_distance(v, chunk_bytes), torch.cdist(v, v, p=float("inf")))
+    v = torch.randn(2, 6, 64, 64).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(chebyshev_distance(v), torch.cdist(v, v, p=float("inf")))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_minus_inf_mask_changes_no_output(monkeypatch, precision):
+    """The shift mask's -inf (for the released -100) changes no bit of the output: the weights -100
+    leaves are below every output's last bit."""
+    torch.manual_seed(0)
+    model = gvtnet.build_model("light-x4", bicubic_skip=False).eval()  # (a skip starts as bicubic only)
+    x = torch.rand(2, 3, 32, 32)  # 32x32: shifted windows with masks in groups 1 and 3
+    ours = gvtnet.super_resolve(model, x, precision=precision)
+    minus_100 = lambda *args: shift_mask(*args).clamp(min=-100.0)  # noqa: E731
+    monkeypatch.setattr(gvtnet.model, "shift_mask", minus_100)
+    assert torch.equal(gvtnet.super_resolve(model, x, precision=precision), ours)

@@ -18,7 +18,7 @@ from gvtnet.data import image_files
 from gvtnet.images import center_square, degrade, open_image
 from gvtnet.inference import super_resolve, to_tensor
 from gvtnet.metrics import psnr
-from gvtnet.model import WindowAttention
+from gvtnet.model import WindowAttention, shift_mask
 from gvtnet.sr_models import SpandrelSR, _spandrel, describe_model, has_graph, load_sr_model, model_name, scale_of
 from gvtnet.weights import CheckpointError
 
@@ -196,13 +196,17 @@ def test_relative_position_bias_is_kept_until_the_table_changes():
     model = gvtnet.build_model("light-x4").eval()
     attn = model.layers[0].blocks[0].attn
     table = attn.relative_position_bias_table
-    x = torch.rand(1, 3, 16, 16)
+    x = torch.rand(1, 3, 32, 32)  # 32x32: shifted windows, with their masks
     with torch.no_grad():
         kept = attn.bias()
         assert attn.bias() is kept
         table.add_(torch.randn_like(table))  # in place: a new version of the table
         fresh = attn.bias()
-        assert fresh is not kept and torch.equal(fresh, attn._gather(table))
+        assert fresh is not kept and torch.equal(fresh, attn._gather(table, None))
+        mask = shift_mask(32, 32, 8, 4)
+        with_mask = attn.bias(mask)  # kept for this mask, made anew for another
+        assert attn.bias(mask) is with_mask and attn.bias() is not with_mask
+        assert torch.equal(with_mask, fresh + mask.unsqueeze(1))
         out = model(x)
         for m in model.modules():
             if isinstance(m, WindowAttention):
