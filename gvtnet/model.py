@@ -248,7 +248,7 @@ class WindowAttention(nn.Module):
         n = self.window_size**2
         # contiguous: adding a permuted view to the scores takes twice as long
         bias = table[self.relative_position_index.view(-1)].view(n, n, -1).permute(2, 0, 1).contiguous()
-        return bias if mask is None else bias + mask.unsqueeze(1)
+        return bias if mask is None else bias + mask.to(bias.dtype).unsqueeze(1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, adj: torch.Tensor | None = None):
         """mask: (nW, n, n) additive shift mask or None ('S'); adj: adjacency with self-loops ('G'), one per
@@ -367,7 +367,7 @@ class Group(nn.Module):
             shift = blk.shift if min(h, w) > ws else 0
             mask = adj = None
             if blk.kind == "S" and shift:
-                mask = shift_mask(h, w, ws, shift).to(x)
+                mask = shift_mask(h, w, ws, shift).to(x.device)  # the same tensor on each call: kept in bias()
             if blk.kind == "G":
                 if shift not in graphs:
                     graphs[shift] = self.graph(x, shift)
