@@ -213,3 +213,19 @@ def test_relative_position_bias_is_kept_until_the_table_changes():
                 m._bias = None
         assert torch.equal(model(x), out)
     assert attn.bias().requires_grad  # with gradients on, the bias is gathered anew, differentiably
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_kept_biases_serve_every_block_on_a_second_call(monkeypatch, precision):
+    """With no gradients, a second forward pass gathers no bias: the masked blocks' too. (Under bf16
+    autocast the residual stream is bf16, and a mask cast to it was once a new tensor on every call.)"""
+    gathers = []
+    gather = WindowAttention._gather
+    monkeypatch.setattr(WindowAttention, "_gather", lambda self, *a: gathers.append(self) or gather(self, *a))
+    model = gvtnet.build_model("light-x4").eval()
+    x = torch.rand(1, 3, 32, 32)  # 32x32: shifted windows, with masks
+    with torch.inference_mode():
+        super_resolve(model, x, precision=precision)
+        first = len(gathers)
+        super_resolve(model, x, precision=precision)
+    assert first == sum(isinstance(m, WindowAttention) for m in model.modules()) and len(gathers) == first
