@@ -140,15 +140,16 @@ def from_windows(x: torch.Tensor, h: int, w: int, layout: str) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+def shift_mask(h: int, w: int, ws: int, shift: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Swin's shifted-window mask, (nW, ws*ws, ws*ws) of 0 / -inf: the 3 x 3 roll regions of an h x w map,
     labelled and partitioned into CONTIGUOUS windows. The released code applies it, as it is, to its
     strided windows (window k gets row k), which is what `GVTNet` does for the strided layout too.
     Swin and the released code mask with -100 instead of -inf. exp(-100) is a denormal float, which x86
     computes several times slower: softmax took 7x as long on masked scores (docs/PERFORMANCE.md). The
     weights -100 leaves, under 4e-44, are below any output's last bit; -inf makes them exact zeros.
-    Cached (building it costs as much as a block at 32x32): the result is shared, never modify it."""
-    labels = torch.zeros(h, w)
+    Cached per device (building it costs as much as a block at 32x32), so that every call returns the same
+    tensor, which `WindowAttention.bias` keeps: the result is shared, never modify it."""
+    labels = torch.zeros(h, w, device=device)
     cuts = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
     for n, (rows, cols) in enumerate((r, c) for r in cuts for c in cuts):
         labels[rows, cols] = n
@@ -367,7 +368,7 @@ class Group(nn.Module):
             shift = blk.shift if min(h, w) > ws else 0
             mask = adj = None
             if blk.kind == "S" and shift:
-                mask = shift_mask(h, w, ws, shift).to(x.device)  # the same tensor on each call: kept in bias()
+                mask = shift_mask(h, w, ws, shift, x.device)
             if blk.kind == "G":
                 if shift not in graphs:
                     graphs[shift] = self.graph(x, shift)
