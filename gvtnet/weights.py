@@ -276,3 +276,18 @@ def load_model(path: str | Path, preset: str | None = None, *, max_bytes: int = 
 def describe(cfg: GVTNetConfig) -> str:
     kinds = "GVTNet" if "G" in cfg.block_pattern else "SwinIR"
     return f"{kinds} x{cfg.upscale} (embed {cfg.embed_dim}, depths {list(cfg.depths)})"
+
+
+def state_dict_sha256(model: torch.nn.Module | dict[str, torch.Tensor]) -> str:
+    """Hex sha256 of a model's weights (or a state dict): every entry's name, dtype, shape and raw bytes, in
+    sorted-name order. The same weights give the same digest however they were loaded (our safetensors, a
+    released .pth, a spandrel model) or built in memory; any changed value changes it."""
+    import hashlib
+
+    state = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -1,6 +1,7 @@
 """The light Table I: each row builds the network it names, and the table is computed, not typed."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +12,8 @@ import gvtnet
 from analysis import ablation
 from conftest import ROOT
 
-ROWS = {r.name: r for r in ablation.ROWS}
+ROWS = {r.name: r for r in ablation.ROWS + ablation.VARIANTS}
+GRAPH_ONLY = set(gvtnet.GVTNet.GRAPH_FIELDS) - {"use_graph"}
 
 
 def kinds(model) -> set[str]:
@@ -22,11 +24,12 @@ def test_each_row_builds_the_intended_network():
     nets = {name: gvtnet.GVTNet(row.config()) for name, row in ROWS.items()}
     assert kinds(nets["swinir"]) == {"S"} and nets["swinir"].cfg.window_layout == "contiguous"
     assert not nets["swinir"].cfg.dwconv
-    # GVTNet without its graph: strided whole-face windows, per-group shift, depthwise q/k/v, no graph layer
-    strided = nets["strided"]
+    strided = nets["strided"]  # GVTNet without graph blocks: strided windows, per-group shift, depthwise q/k/v
     assert kinds(strided) == {"S"} and strided.cfg.window_layout == "strided"
     assert strided.cfg.shift_rule == "per_group" and strided.cfg.dwconv
+    assert kinds(nets["dense-graph"]) == {"S", "G"} and not nets["dense-graph"].cfg.use_graph
     assert kinds(nets["gvtnet"]) == {"S", "G"} and nets["gvtnet"].cfg == gvtnet.build_model("light-x8").cfg
+    assert nets["sparse"].cfg.threshold == ablation.SPARSE_T
     assert kinds(nets["all-graph"]) == {"G"}
     assert not any("depthwise" in k for k in nets["no-dwconv"].state_dict())
     assert any("depthwise" in k for k in nets["gvtnet"].state_dict())
@@ -38,31 +41,94 @@ def test_each_row_builds_the_intended_network():
     assert {k: v.shape for k, v in strided.state_dict().items()} == shapes
 
 
+def test_each_step_changes_exactly_the_fields_it_names():
+    """Row k's config differs from row k-1's in its `changes` and nothing else (graph-only fields such as
+    minkowski_p do not count between networks without graph blocks, which never read them)."""
+    for above, row in zip(ablation.ROWS, ablation.ROWS[1:]):
+        a, b = above.config(), row.config()
+        differ = {f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)}
+        if "G" not in a.block_pattern and "G" not in b.block_pattern:
+            differ -= GRAPH_ONLY
+        assert differ == set(row.changes), row.name
+
+
+def test_rows_of_one_shape_start_from_the_same_weights():
+    """Paired by seed: rows whose parameters have the same shapes start from identical weights (and every
+    run of a seed draws the same faces, from its own generator)."""
+    def start(name, seed):
+        torch.manual_seed(seed)
+        return gvtnet.GVTNet(ROWS[name].config()).state_dict()
+
+    for group in (("swinir", "celeba-mean", "strided-linear"), ("strided", "dense-graph", "gvtnet", "sparse")):
+        first = start(group[0], 1)
+        for name in group[1:]:
+            assert all(torch.equal(first[k], v) for k, v in start(name, 1).items()), name
+
+
 def test_every_run_shares_the_recipe():
     runs = ablation.runs(ROOT / "runs" / "ablation")
     scratch = [args for label, _, args in runs if "seed" in label]
-    assert len(scratch) == len(ROWS) + 2 * 3  # rows 1-3 have three seeds
+    assert len(scratch) == len(ablation.ROWS) * len(ablation.DECOMPOSITION_SEEDS) + len(ablation.VARIANTS)
     strip = lambda a: [x for i, x in enumerate(a) if x != "--set" and (i == 0 or a[i - 1] != "--set")]
     recipes = {tuple(strip(a)[2:-2]) for a in scratch}  # without preset, overrides and seed
     assert len(recipes) == 1
 
 
-def test_table_against_a_hand_computation():
-    a, b = [20.0, 22.0, 24.0], [21.0, 22.5, 24.5]  # gvtnet seed 0 is 1/3 dB worse than swinir seed 0
-    results = {"bicubic": {"psnr_y": [18.0, 18.0, 18.0], "ssim_y": [0.5] * 3},
-               "gvtnet-s0": {"psnr_y": a, "ssim_y": [0.6] * 3, "di": [5.0, 6.0, 7.0]},
-               "gvtnet-s1": {"psnr_y": [x + 0.3 for x in a], "ssim_y": [0.7] * 3, "di": [8.0, 8.0, 8.0]},
-               "swinir-s0": {"psnr_y": b, "ssim_y": [0.8] * 3}}
+def test_a_scored_run_is_not_trained_again(tmp_path):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"gvtnet-s0": {"psnr_y": [1.0], "ssim_y": [1.0]}}))
+    (tmp_path / "runs" / "sparse-s1").mkdir(parents=True)
+    gvtnet.save_model(gvtnet.build_model("light-x8"), tmp_path / "runs" / "sparse-s1" / "model.safetensors")
+    names = [out.name for _, out, _ in ablation.pending(tmp_path / "runs", results)]
+    assert "gvtnet-s0" not in names and "sparse-s1" not in names and "gvtnet-s1" in names
+
+
+def test_step_against_a_hand_computation():
+    """Seed-paired: the step is the mean over seeds of (row minus the row above), each seed's a mean over
+    faces, with a t-interval over seeds; the seed-0-only or mean-of-means comparison is never used."""
+    faces = lambda base: {"psnr_y": [base - 1, base, base + 1], "ssim_y": [0.5] * 3}
+    results = {"bicubic": {"psnr_y": [18.0] * 3, "ssim_y": [0.5] * 3},
+               "swinir-s0": faces(20.0), "swinir-s1": faces(21.0), "swinir-s2": faces(30.0),  # s2 unpaired
+               "celeba-mean-s0": faces(20.4), "celeba-mean-s1": faces(21.6)}
     lines = {line.split(" | ")[1]: line for line in ablation.table(results).splitlines()[2:]}
     assert "| 18.000 |" in lines["bicubic"]
-    gv = lines[ROWS["gvtnet"].what]
-    assert "| 2 of 3 | 22.150 | 22.000-22.300 | 0.6500 |" in gv  # mean over its two seeds
-    assert "| 7.00 (6.00-8.00) |" in gv  # DI: the seeds' means 6 and 8, their mean and range
-    sw = lines[ROWS["swinir"].what]
-    assert "| 1 of 3 | 22.667 |" in sw and "+0.667 (" in sw
-    lo, hi = ablation.bootstrap_interval(np.array(b) - np.array(a))
-    assert lo <= 2 / 3 <= hi
-    assert "not trained yet" in lines[ROWS["t075"].what]
+    assert "| 3 of 4 | 23.667 (20.000-30.000) |" in lines[ROWS["swinir"].what]
+    # per seed +0.4 and +0.6: mean 0.5, sd 0.1414, sem 0.1; t(0.975, 1) = 12.706
+    assert "| +0.500 [-0.771, +1.771] (2 seeds) |" in lines[ROWS["celeba-mean"].what]
+    st = ablation.paired_step(ablation.seed_pairs(results, ROWS["celeba-mean"], ROWS["swinir"]))
+    assert st.per_seed == pytest.approx([0.4, 0.6]) and st.detectable == pytest.approx((12.706 + 1.376) * 0.1, rel=1e-3)
+    assert "(training)" in lines[ROWS["sparse"].what]
+
+
+def test_evaluate_keys_scores_on_the_weights(tmp_path, celeba_test, monkeypatch):
+    """A run scored once is not scored again while its weights are the same; retrained, it is, and its
+    DI is dropped so that `lam_di` redoes it."""
+    data = tmp_path / "faces"
+    data.mkdir()
+    for f in sorted(celeba_test.iterdir())[:2]:
+        (data / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setattr(ablation, "runs", lambda root: [("gvtnet seed 0", root / "gvtnet-s0", [])])
+    monkeypatch.chdir(ROOT)  # the shipped file is read from assets/
+    (tmp_path / "gvtnet-s0").mkdir()
+    path = tmp_path / "gvtnet-s0" / "model.safetensors"
+    torch.manual_seed(0)
+    gvtnet.save_model(gvtnet.build_model("light-x8"), path)
+    results_path = tmp_path / "results.json"
+    first = ablation.evaluate(tmp_path, data, results_path)["gvtnet-s0"]
+    scored = []
+    restore = ablation.restore_pairs
+    monkeypatch.setattr(ablation, "restore_pairs", lambda *a: scored.append(1) or restore(*a))
+    results = json.loads(results_path.read_text())
+    results["gvtnet-s0"]["di"] = [1.0, 1.0]
+    results_path.write_text(json.dumps(results))
+    assert ablation.evaluate(tmp_path, data, results_path)["gvtnet-s0"]["di"] == [1.0, 1.0] and not scored
+    model = gvtnet.build_model("light-x8")
+    with torch.no_grad():
+        model.upsampler.upsample[0].weight.normal_(0, 0.01)  # retrained: other weights
+    gvtnet.save_model(model, path)
+    again = ablation.evaluate(tmp_path, data, results_path)["gvtnet-s0"]
+    assert scored == [1] and again["sha256"] != first["sha256"] and "di" not in again
+    assert again["psnr_y"] != first["psnr_y"]
 
 
 def test_fine_tune_table_pairs_faces():
@@ -100,11 +166,10 @@ def test_lam_di_is_the_study_of_each_run(tmp_path, celeba_test):
     assert di[0] == pytest.approx(expected, abs=1e-3)
 
 
-def test_figure_has_a_point_per_scored_run():
+def test_figure_draws_each_step_per_seed():
     run = lambda psnr, di: {"psnr_y": [psnr], "ssim_y": [0.5], "di": [di]}
-    results = {"gvtnet-s0": run(25.0, 16.0), "gvtnet-s1": run(25.1, 16.4), "swinir-s0": run(25.2, 13.0),
-               "strided-s0": {"psnr_y": [25.0], "ssim_y": [0.5]},  # no DI yet: not drawn
-               "ft-gvtnet": run(25.5, 16.1), "ft-strided": run(25.4, 16.9)}
-    scratch, tuned = ablation.figure(results).axes
-    points = sorted(tuple(map(tuple, c.get_offsets())) for ax in (scratch, tuned) for c in ax.collections)
-    assert points == sorted([((16.0, 25.0), (16.4, 25.1)), ((13.0, 25.2),), ((16.1, 25.5),), ((16.9, 25.4),)])
+    results = {"swinir-s0": run(25.0, 10.0), "swinir-s1": run(25.1, 11.0),
+               "celeba-mean-s0": run(25.2, 10.5), "celeba-mean-s1": run(25.2, 11.0)}
+    quality, reach = ablation.figure(results).axes
+    seeds = lambda ax: sorted(ax.collections[0].get_offsets()[:, 0])  # the first collection: step 2's dots
+    assert np.allclose(seeds(quality), [0.1, 0.2]) and np.allclose(seeds(reach), [0.0, 0.5])
