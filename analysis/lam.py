@@ -114,7 +114,7 @@ def local_attribution_map(
     [0, 1]. The `fold` path points run `batch_size` at a time (1 = the reference's schedule);
     progress(done, total) is called after each batch. `precision`: 'fp32', 'bf16' (autocast of the
     forward and backward passes; the path, the window's D and the sums stay fp32) or 'auto' (bf16 where
-    the device has it natively, see gvtnet.inference.native_bf16)."""
+    it measures faster on the device, see gvtnet.inference.resolve_precision)."""
     return attribution_maps({"model": model}, lr, row, col, window, sigma, fold, kernel_size, batch_size, progress,
                             precision, parallel=False)["model"]
 

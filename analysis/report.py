@@ -97,7 +97,7 @@ def graph_section(page: Page, ins, hr: Image.Image, query: tuple[int, int]) -> d
                    f"edges {'kept' if sel.edges == 'kept' else 'the threshold cut'}; yellow, the pixels of its window")
         page.image(f"adjacency_group{g}", graphs.adjacency_png(ins, g, sel.window))
         page.plotly(graphs.graph_figure(ins, hr, g, 0, selected=sel.node, window=sel.window))
-    page.plotly(graphs.overview_figure(ins, graphs.select(ins, min(stats), 0, query).window))
+    page.plotly(graphs.overview_figure(ins, pixel=query))  # each group marks its own window and node
     return stats
 
 
@@ -187,7 +187,7 @@ def main(argv=None):
     p.add_argument("--fold", type=int, default=50, help="LAM path steps")
     p.add_argument("--batch-size", type=int, default=25, help="LAM path points per batch")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
-                   help="LAM arithmetic: bf16 autocast, or auto (bf16 where the CPU has it natively)")
+                   help="LAM arithmetic: bf16 autocast, or auto (bf16 where it measures faster on this CPU)")
     p.add_argument("--thresholds", type=lambda v: [float(t) for t in v.split(",")],
                    default=[round(t, 2) for t in np.arange(0.3, 1.0001, 0.05)], help="comma-separated T values to sweep")
     print(report(p.parse_args(argv)))

@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 class Models:
     """The shipped weights in `assets/`: gvtnet-<preset>-x<scale>.safetensors and its SwinIR baseline
-    swinir-<preset>-x<scale>.safetensors. Each file is loaded on first use and then shared read-only:
-    per-request graph settings go through `model.variant`, which never touches the shared model."""
+    swinir-<preset>-x<scale>.safetensors. Each file is loaded on first use as a frozen snapshot
+    (`gvtnet.freeze`: safe for every visitor's thread at once) and then shared read-only: per-request graph
+    settings go through `model.variant`, which never touches the shared model."""
 
     def __init__(self, assets: Path = ASSETS):
         self.assets = assets
@@ -82,7 +83,7 @@ class Models:
                 path = self.assets / name
                 if not path.is_file():
                     return None
-                self._loaded[name] = gvtnet.load_model(path)
+                self._loaded[name] = gvtnet.freeze(gvtnet.load_model(path))
             return self._loaded[name]
 
 

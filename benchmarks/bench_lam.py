@@ -10,9 +10,11 @@ before (one model after the other, 25 path points a batch, fp32, one torch threa
 (both models side by side in two threads of one torch thread each, or one after the other on two
 threads; the app's points a batch or 50; fp32 or bf16), called in turn, so ratios are taken within one run.
 official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 (x8) face, two threads,
-fp32 against bf16, with the maps' correlation and the DIs. forward: official-x8 forward, the released
-code against ours in fp32, in bf16 autocast, and through super_resolve (which runs a bf16 twin: the same
-output without re-casting the weights every call), same weights, in turn, --faces faces a call; with
+fp32 against bf16, with the maps' correlation and the DIs, and each time against its floor (the work,
+model.flops x 3 x path points, over this machine's 2048^3 matmul rate at that precision), for each
+--batch. forward: official-x8 forward, the released code against ours in fp32, in bf16 autocast, and
+through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16; the same output as
+the plain model, without re-casting the weights every call), same weights, in turn, --faces faces a call; with
 --data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
 Medians with the interquartile range.
 """
@@ -34,10 +36,10 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
     native = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    from gvtnet.inference import native_bf16
+    from gvtnet.inference import bf16_speedup, resolve_precision
     return (f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, capability "
-            f"{torch.backends.cpu.get_cpu_capability()}, bf16 flags {native or 'none'}, native_bf16() = "
-            f"{native_bf16()}, {platform.python_version()}")
+            f"{torch.backends.cpu.get_cpu_capability()}, bf16 flags {native or 'none'}, bf16 matmul "
+            f"{bf16_speedup():.2f}x fp32's speed (auto = {resolve_precision('auto')}), {platform.python_version()}")
 
 
 def astronaut_lr(scale: int) -> torch.Tensor:
@@ -105,12 +107,24 @@ def bench_app(repeats: int, scales=(4, 8)):
     torch.set_num_threads(2)
 
 
-def bench_official(repeats: int, presets=("official-x4", "official-x8"), batch: int = 10):
+def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """The machine's own matrix-product speed at `dtype`: FLOP/s of an n^3 product (2 n^3 FLOPs), median."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    with torch.inference_mode():
+        return 2 * n**3 / statistics.median(timed(lambda: a @ b, repeats, warmup=1))
+
+
+def bench_official(repeats: int, presets=("official-x4", "official-x8"), batches=(10,), fold: int = 50):
+    """LAM of the paper-size models against the floor: the work (forward FLOPs x 3 for the forward and
+    backward passes x path points) over the machine's measured matmul rate at that precision."""
     import gvtnet
     from analysis import lam
 
-    print("| preset | face | precision | seconds | bf16 time / fp32 time (per round) | map correlation with fp32 | DI | DI change |")
-    print("|---|---|---|---|---|---|---|---|")
+    rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    print(f"2048^3 matmul: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s\n")
+    print("| preset | face | points a batch | precision | seconds | floor (s) | time / floor | "
+          "bf16 time / fp32 time (per round) | map correlation with fp32 | DI | DI change |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for preset, side in (("official-x4", 32), ("official-x8", 16)):
         if preset not in presets:
             continue
@@ -121,26 +135,30 @@ def bench_official(repeats: int, presets=("official-x4", "official-x8"), batch: 
         lr = astronaut_lr(128 // side)
         scale = model.cfg.upscale
         row = col = (side * scale - 16) // 2
-        res = {}
+        work = 3 * model.flops(side, side) * fold
+        for batch in batches:
+            res = {}
 
-        def run(precision):
-            def go():
-                res[precision] = lam.local_attribution_map(model, lr, row, col, batch_size=batch,
-                                                               precision=precision)
-            return go
+            def run(precision):
+                def go():
+                    res[precision] = lam.local_attribution_map(model, lr, row, col, fold=fold, batch_size=batch,
+                                                                   precision=precision)
+                return go
 
-        times = interleaved({"fp32": run("fp32"), "bf16": run("bf16")}, repeats)
-        for prec in ("fp32", "bf16"):
-            corr = np.corrcoef(res[prec].map.ravel(), res["fp32"].map.ravel())[0, 1]
-            change = (res[prec].di - res["fp32"].di) / res["fp32"].di
-            print(f"| {preset} | {side}x{side} | {prec} | {summary(times[prec], digits=1)} | "
-                  f"{ratio(times, 'bf16', 'fp32') if prec == 'bf16' else ''} | {corr:.5f} | {res[prec].di:.3f} | "
-                  f"{change:+.2%} |")
+            times = interleaved({"fp32": run("fp32"), "bf16": run("bf16")}, repeats)
+            for prec in ("fp32", "bf16"):
+                corr = np.corrcoef(res[prec].map.ravel(), res["fp32"].map.ravel())[0, 1]
+                change = (res[prec].di - res["fp32"].di) / res["fp32"].di
+                floor = work / rates[prec]
+                print(f"| {preset} | {side}x{side} | {batch} | {prec} | {summary(times[prec], digits=1)} | "
+                      f"{floor:.1f} | {statistics.median(times[prec]) / floor:.2f} | "
+                      f"{ratio(times, 'bf16', 'fp32') if prec == 'bf16' else ''} | {corr:.5f} | {res[prec].di:.3f} | "
+                      f"{change:+.2%} |")
 
 
 def bench_forward(released_file: str | None, repeats: int, data_dir: str | None, batches=(1,)):
     import gvtnet
-    from gvtnet.inference import autocast, super_resolve
+    from gvtnet.inference import autocast, freeze, resolve_precision, super_resolve
     from gvtnet.weights import infer_config, released_to_ours
 
     if released_file:
@@ -160,9 +178,13 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                 with autocast("bf16"):
                     return ours(x)
 
+            snapshots = {p: freeze(ours, p) for p in ("fp32", "bf16")}
+            auto = resolve_precision("auto")
             runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x),
                     "ours bf16 autocast": autocast_bf16,
-                    "ours bf16 (super_resolve: bf16 twin)": lambda: super_resolve(ours, x, precision="bf16")}
+                    "ours fp32, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["fp32"], x),
+                    "ours bf16, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["bf16"], x),
+                    f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x)}
             with torch.inference_mode():
                 ref = released(x).clamp(0, 1)
                 diffs = {name: (run().float().clamp(0, 1) - ref).abs().max().item() for name, run in runs.items()}
@@ -198,15 +220,16 @@ def main():
     p.add_argument("--released", help="basicsr/archs/GVTNet_arch.py of a checkout of the released code")
     p.add_argument("--scales", type=int, nargs="+", default=[4, 8], help="app: the scales to time")
     p.add_argument("--presets", nargs="+", default=["official-x4", "official-x8"], help="official: the presets")
-    p.add_argument("--batch", type=int, default=10,
-                   help="official: path points per batch (25 at x4 needs over 13 GB)")
+    p.add_argument("--batch", type=int, nargs="+", default=[10],
+                   help="official: path points per batch, one or several (25 at x4 needs over 13 GB)")
+    p.add_argument("--fold", type=int, default=50, help="official: LAM path points (the floor scales with them)")
     p.add_argument("--faces", type=int, nargs="+", default=[1], help="forward: faces a call (batch sizes)")
     p.add_argument("--data", help="folder of faces for the bf16 PSNR check (e.g. celeba-test-1000)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(machine() + "\n")
     {"app": lambda: bench_app(args.repeats, args.scales),
-     "official": lambda: bench_official(args.repeats, args.presets, args.batch),
+     "official": lambda: bench_official(args.repeats, args.presets, args.batch, args.fold),
      "forward": lambda: bench_forward(args.released, args.repeats, args.data, args.faces)}[args.what]()
 
 

@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 from .data import FacePairs, image_files
 from .images import bicubic_upscale
-from .inference import add_ensemble_option, super_resolve, to_uint8
+from .inference import add_ensemble_option, freeze, super_resolve, to_uint8
 from .metrics import psnr, ssim
+from .model import GVTNet
 from .weights import load_model
 
 
@@ -41,7 +42,7 @@ def restore_pairs(model: torch.nn.Module | None, pairs: FacePairs, ensemble: str
     if model is None:
         lr = pairs.lr.permute(0, 2, 3, 1).numpy()
         return np.stack([np.asarray(bicubic_upscale(Image.fromarray(x), pairs.scale)) for x in lr])
-    model.eval()
+    model = freeze(model) if isinstance(model, GVTNet) else model.eval()
     device = next(model.parameters()).device
     outs = []
     for i in tqdm(range(0, len(pairs), batch), desc="evaluating", disable=not progress, leave=False):

@@ -51,6 +51,12 @@ def open_image(source: str | Path | bytes | Image.Image | np.ndarray, keep_alpha
     return _to_8bit(img, keep_alpha)
 
 
+def opaque(img: Image.Image) -> Image.Image:
+    """An image already open as open_image returns it without keep_alpha (8-bit RGB or L, any alpha
+    composited on white), without applying EXIF orientation again."""
+    return _to_8bit(img)
+
+
 def _to_8bit(img: Image.Image, keep_alpha: bool = False) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)

@@ -6,14 +6,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import weakref
+import functools
+import statistics
+import time
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .images import open_image
-from .model import GVTNet
+from .images import opaque, open_image
+from .model import GVTNet, WindowAttention
 
 # Self-ensembles as lists of (transpose, flip_h, flip_w). "d8": the eight flips/transposes of the dihedral
 # group (the paper's GVTNet+), for models trained on rotated faces. "flip": the face and its mirror image,
@@ -40,22 +42,51 @@ def _undo(x: torch.Tensor, t: bool, fh: bool, fw: bool) -> torch.Tensor:
 PRECISIONS = ("fp32", "bf16", "auto")
 
 
-def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """Whether the device computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with AMX or
-    AVX512-BF16 (elsewhere bf16 is emulated and slower than fp32)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+# bf16 is chosen by 'auto' only where it measures at least this much faster than fp32.
+BF16_MIN_SPEEDUP = 1.2
+
+
+def matmul_seconds(dtype: torch.dtype, device: torch.device | str = "cpu", n: int = 256, repeats: int = 3) -> float:
+    """Median seconds of an (n*16, n) @ (n, n) matrix product in `dtype`, after two warm-ups: about the
+    shape of a paper-size block's projections on one face (16 windows of 64 tokens, width 180 to 540)."""
+    a = torch.randn(16 * n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    times = []
+    for _ in range(repeats + 2):  # two warm-ups
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[2:])
+
+
+@functools.cache
+def bf16_speedup(device_type: str = "cpu") -> float:
+    """How many times faster bf16 matrix products run than fp32 on this device, measured once per process
+    (0.1-0.2 s): above 1 where the device computes bf16 natively (AMX, AVX512-BF16, a GPU), below 1
+    where it is emulated. Turns measured in alternation, so that a drift in the machine's speed cancels."""
+    fp32, bf16 = [], []
+    with torch.inference_mode():
+        for _ in range(2):
+            fp32.append(matmul_seconds(torch.float32, device_type))
+            bf16.append(matmul_seconds(torch.bfloat16, device_type))
+    return min(fp32) / min(bf16)
 
 
 def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
-    """'fp32' or 'bf16' for a `precision` of PRECISIONS: 'auto' is bf16 where the device has native bf16."""
+    """'fp32' or 'bf16' for a `precision` of PRECISIONS: 'auto' is bf16 where it measures faster (by
+    BF16_MIN_SPEEDUP; see bf16_speedup), on a CUDA device that supports it or a CPU, else fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    return precision
+    if precision != "auto":
+        return precision
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "fp32"
+    return "bf16" if bf16_speedup(device.type) >= BF16_MIN_SPEEDUP else "fp32"
 
 
 def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
@@ -67,58 +98,41 @@ def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.A
     return contextlib.nullcontext()
 
 
-_BF16_TWINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def bf16_twin(model: GVTNet) -> GVTNet:
-    """A copy of `model` with its Linear and Conv2d weights stored in bfloat16. Under bf16 autocast it
-    computes exactly what `model` does (autocast rounds those weights to bf16 anyway), without rounding
-    them again on every call (about 8% of official-x8's forward pass on one 16x16 face, docs/PERFORMANCE.md).
-    Cached per model, and made anew when its mode changes or any of its parameters is replaced, moved or
-    changed in place (a submodule swapped for another is not seen: build a new model instead)."""
-    cached = _BF16_TWINS.get(model)
-    if cached is None or not _unchanged(model, cached[0]):
-        with torch.inference_mode(False):  # ordinary tensors, whose versions the twin's caches can watch
-            twin = copy.deepcopy(model)
-            for m in twin.modules():
-                if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
-                    m.to(torch.bfloat16)
-        _BF16_TWINS[model] = cached = (_fingerprint(model), twin)
-    return cached[1]
-
-
-def _fingerprint(model: torch.nn.Module) -> tuple:
-    """Where every parameter sits and what it holds: (mode, [(owner's parameters, name, parameter, place,
-    version)]). It holds the modules' parameter dicts, not the modules, so that the model can be freed."""
-    return model.training, [(m._parameters, n, p, p.data_ptr(), p._version) for m in model.modules()
-                            for n, p in m._parameters.items() if p is not None]
-
-
-def _unchanged(model: torch.nn.Module, fingerprint: tuple) -> bool:
-    # Checked on every call: a walk of model.modules() alone costs about 1% of a small face's forward pass.
-    training, entries = fingerprint
-    return model.training == training and all(
-        d.get(n) is p and p.data_ptr() == ptr and p._version == v for d, n, p, ptr, v in entries)
-
-
-def _runner(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """The module that runs `model` at `precision` (resolved): its bf16 twin for a GVTNet that is not
-    being captured (a capture records on the model's own modules), else the model itself."""
-    if precision != "bf16" or not isinstance(model, GVTNet) or any(g.record is not None for g in model.layers):
+def freeze(model: GVTNet, precision: str = "fp32") -> GVTNet:
+    """An inference snapshot of `model`, safe for any number of threads at once: a copy of its weights as
+    they are now, in eval mode, without gradients, that nothing changes after it is made. It is as fast as
+    the model can run: each block keeps its relative-position bias per input size, and at a `precision`
+    resolving to bf16 its Linear and Conv2d weights are stored in bf16 (under autocast the same output as
+    `model`'s, bit for bit, without rounding the weights again on every call: docs/PERFORMANCE.md).
+    Later changes to `model` are not seen: freeze it again after changing its weights. A snapshot asked
+    for its own precision is returned as it is."""
+    precision = resolve_precision(precision, next(model.parameters()).device)
+    if getattr(model, "frozen_precision", None) == precision:
         return model
-    return bf16_twin(model)
+    with torch.inference_mode(False):  # ordinary tensors, usable with autograd (LAM) as well
+        snapshot = copy.deepcopy(model).eval().requires_grad_(False)
+    for m in snapshot.modules():
+        if precision == "bf16" and isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            m.to(torch.bfloat16)
+        if isinstance(m, WindowAttention):
+            m.record, m.frozen_biases = None, {}
+    snapshot.frozen_precision = precision
+    return snapshot
 
 
 @torch.no_grad()
 def super_resolve(model: torch.nn.Module, lr: torch.Tensor, ensemble: str | None = None,
-                  precision: str = "fp32") -> torch.Tensor:
+                  precision: str | None = None) -> torch.Tensor:
     """(N, 3, h, w) in [0, 1] -> (N, 3, s*h, s*w) float32 clamped to [0, 1]. With an `ensemble` of
     ENSEMBLES, the mean of the restorations of its flipped/transposed inputs, each transformed back.
-    `precision`: 'fp32', 'bf16' (autocast) or 'auto' (bf16 where the device has it natively)."""
+    `precision`: 'fp32', 'bf16' (autocast) or 'auto' (bf16 where it measures faster, see resolve_precision); by default
+    a snapshot's own (`freeze`), else fp32. For repeated calls, pass a snapshot: it is faster."""
     if ensemble and ensemble not in ENSEMBLES:
         raise ValueError(f"unknown self-ensemble {ensemble!r}; choose one of {', '.join(ENSEMBLES)}")
-    precision = resolve_precision(precision, lr.device)
-    model = _runner(model, precision)
+    frozen = getattr(model, "frozen_precision", None)
+    precision = resolve_precision(precision or frozen or "fp32", lr.device)
+    if frozen == "bf16" and precision != "bf16":
+        raise ValueError("this snapshot holds bf16 weights; freeze the model again for fp32")
     with autocast(precision, lr.device):
         if not ensemble:
             return model(lr).float().clamp(0, 1)
@@ -127,8 +141,9 @@ def super_resolve(model: torch.nn.Module, lr: torch.Tensor, ensemble: str | None
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
-    """PIL RGB or L -> (1, 3, h, w) float in [0, 1]."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255
+    """PIL image of any mode -> (1, 3, h, w) float in [0, 1]; alpha is composited on white, not dropped
+    (which would turn transparent pixels black, as their colour often is)."""
+    arr = np.asarray(opaque(img).convert("RGB"), dtype=np.float32) / 255
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
@@ -142,7 +157,7 @@ def to_image(x: torch.Tensor, mode: str = "RGB") -> Image.Image:
     return Image.fromarray(to_uint8(x)[0]).convert(mode)
 
 
-def upscale(model: torch.nn.Module, image, ensemble: str | None = None, precision: str = "fp32") -> Image.Image:
+def upscale(model: torch.nn.Module, image, ensemble: str | None = None, precision: str | None = None) -> Image.Image:
     """Super-resolve a PIL image or array of any mode (RGBA, grayscale, 16-bit, EXIF-rotated); returns
     a PIL image, grayscale if the input was. `ensemble`, `precision`: as in super_resolve."""
     img = open_image(image)

@@ -230,20 +230,26 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(ws), persistent=False)
         self.record: list | None = None  # set by `capture` to collect attention maps
-        self._bias: tuple | None = None  # (table's identity, mask, bias) kept for inference
+        # Set by `gvtnet.inference.freeze` on a snapshot whose weights never change: input size (h, w) ->
+        # bias + shift mask. Within one block the size fixes the mask (the block's shift is fixed).
+        self.frozen_biases: dict[tuple[int, int], torch.Tensor] | None = None
 
-    def bias(self, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def bias(self, mask: torch.Tensor | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Relative-position bias, (heads, n, n), plus a shift mask (nW, n, n) if given: (nW, heads, n, n).
-        Without gradients the result is kept until the table (place, version, dtype) or the mask changes:
-        at one small face these gathers and adds are a few percent of the forward pass. Adding the mask
-        first is exact, as it holds only 0 and -inf."""
-        table = self.relative_position_bias_table
-        if torch.is_grad_enabled() or table.is_inference():  # an inference tensor has no version to watch
+        On a frozen snapshot it is gathered once per input `size` (h, w) and kept: at one small face these
+        gathers and adds are a few percent of the forward pass. The kept tensors are never modified, and a
+        dict's get and set are atomic, so threads sharing the snapshot at once each read a complete entry.
+        Adding the mask first is exact, as it holds only 0 and -inf."""
+        table, kept = self.relative_position_bias_table, self.frozen_biases
+        if kept is None or size is None:
             return self._gather(table, mask)
-        key = (table.data_ptr(), table._version, table.dtype)
-        if self._bias is None or self._bias[0] != key or self._bias[1] is not mask:
-            self._bias = (key, mask, self._gather(table, mask))
-        return self._bias[2]
+        bias = kept.get(size)
+        if bias is None:
+            if len(kept) >= 16:  # faces of many sizes (a photo): bounded, and the common sizes come back
+                kept.clear()
+            with torch.no_grad(), torch.inference_mode(False):  # an ordinary tensor, usable with autograd
+                bias = kept[size] = self._gather(table, mask)
+        return bias
 
     def _gather(self, table: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         n = self.window_size**2
@@ -258,7 +264,7 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(x)
         q, k, v = to_windows(qkv, self.window_size, self.layout, self.num_heads, parts=3)
         q = q * self.scale if self.scale != 1.0 else q  # the released graph layer does not scale
-        scores = q @ k.transpose(-2, -1) + self.bias(mask if self.kind == "S" else None)
+        scores = q @ k.transpose(-2, -1) + self.bias(mask if self.kind == "S" else None, (h, w))
         if adj is not None and adj.ndim == 4:
             adj = adj.unsqueeze(1)  # one graph for every window
         if self.kind == "G" and self.adjacency_mode == "mask":

@@ -9,7 +9,7 @@ import gradio as gr
 from PIL import Image
 
 from analysis import ablation
-from gvtnet import GVTNet
+from gvtnet import GVTNet, freeze
 from gvtnet.sr_models import describe_model, load_sr_model
 from gvtnet.weights import CheckpointError, describe
 
@@ -27,7 +27,7 @@ def load_checkpoint(path: str | None) -> tuple[GVTNet | None, object | None]:
         model = load_sr_model(path)
     except CheckpointError as e:
         raise gr.Error(f"Cannot use this checkpoint: {e}") from e
-    return (model, None) if isinstance(model, GVTNet) else (None, model)
+    return (freeze(model), None) if isinstance(model, GVTNet) else (None, model)
 
 
 def model_summary(model: GVTNet, source: str, others: dict | None = None) -> str:
