@@ -15,7 +15,7 @@ from skimage.color import rgb2gray
 from skimage.filters import sobel
 
 from .faces import MARGIN, Box, find_faces
-from .images import HR_SIZE, MAX_PIXELS, ImageError, bicubic_upscale, open_image
+from .images import HR_SIZE, MAX_PIXELS, ImageError, bicubic_upscale, opaque, open_image
 from .inference import super_resolve, to_image, to_tensor
 
 MIN_FACE = 8  # px a side: a smaller face holds too little to restore
@@ -72,26 +72,36 @@ class PhotoResult:
 
 
 def restore_photo(model: torch.nn.Module, photo, boxes: list[Box] | None = None, ensemble: str | None = None,
-                  precision: str = "fp32", progress: Callable[[int, int], None] | None = None) -> PhotoResult:
-    """Upscale a photo (path, bytes, PIL image or array; EXIF orientation applied, alpha kept) by the
-    model's scale: bicubic for the background, and every face (found by gvtnet.faces.find_faces, or the
-    `boxes` given, (left, top, right, bottom) in photo pixels) restored by the model at its own resolution
+                  precision: str | None = None, progress: Callable[[int, int], None] | None = None) -> PhotoResult:
+    """Upscale a photo (path, bytes, PIL image or array; EXIF orientation applied, alpha kept and upscaled
+    by bicubic) by the model's scale: bicubic for the background, and every face (found by
+    gvtnet.faces.find_faces, or the `boxes` given, (left, top, right, bottom) in photo pixels, clipped to
+    the photo; one wholly outside it is left out, with a note) restored by the model at its own resolution
     and blended back with feather_mask. Overlapping faces are averaged by their masks rather than pasted
     over each other. Faces smaller than MIN_FACE or at least MAX_FACE px a side are left to the
     background, with a note. `ensemble`, `precision`: as in super_resolve; progress(done, total) follows
     the faces."""
     img = open_image(photo, keep_alpha=True)
     alpha = img.getchannel("A") if img.mode in ("RGBA", "LA") else None
-    color = img.convert("L" if img.mode in ("L", "LA") else "RGB")
+    # Colour under transparent pixels is arbitrary (often black), and the bicubic and the model would draw
+    # it into the visible edges: it is composited on white first, as open_image does without alpha.
+    color = opaque(img)
     scale = model.cfg.upscale
     if color.width * color.height * scale * scale > MAX_PIXELS:
         raise ImageError(f"a {color.width}x{color.height} photo is too large to upscale x{scale} "
                          f"(at most {MAX_PIXELS // 1_000_000} million output pixels)")
     bicubic = bicubic_upscale(color, scale)
-    boxes = find_faces(color) if boxes is None else [_inside(b, color) for b in boxes]
+    notes = []
+    if boxes is None:
+        boxes = find_faces(color)
+    else:
+        clipped = [(b, _inside(b, color)) for b in boxes]
+        notes += [f"the face box {tuple(b)} holds no pixel of the {color.width}x{color.height} photo: it is left out."
+                  for b, c in clipped if c is None]
+        boxes = [c for _, c in clipped if c is not None]
     device = next(model.parameters()).device
     model.eval()
-    faces, patches, notes = [], [], []
+    faces, patches = [], []
     for i, box in enumerate(boxes, 1):
         lr = color.crop(box)
         side = min(lr.size)
@@ -122,17 +132,18 @@ def restore_photo(model: torch.nn.Module, photo, boxes: list[Box] | None = None,
     return PhotoResult(restored, bicubic, scale, faces, notes)
 
 
-def _inside(box, img: Image.Image) -> Box:
-    """A given box as ints, clipped to the image; a box that is not one raises ImageError."""
+def _inside(box, img: Image.Image) -> Box | None:
+    """A given box as ints, clipped to the image; None where it holds no pixel of it. A box that is not
+    one (not four finite numbers, or with left > right or top > bottom) raises ImageError."""
     try:
         left, top, right, bottom = (int(round(float(v))) for v in box)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ImageError(f"a face box is (left, top, right, bottom) in pixels, got {box!r}") from e
+    if right < left or bottom < top:
+        raise ImageError(f"a face box is (left, top, right, bottom) in pixels, got {box!r}: its edges are swapped")
     left, top = max(left, 0), max(top, 0)
     right, bottom = min(right, img.width), min(bottom, img.height)
-    if right <= left or bottom <= top:
-        raise ImageError(f"the face box {tuple(box)} holds no pixel of the {img.width}x{img.height} photo")
-    return left, top, right, bottom
+    return (left, top, right, bottom) if right > left and bottom > top else None
 
 
 def _channels(img: Image.Image) -> np.ndarray:
@@ -153,7 +164,8 @@ def feather_mask(h: int, w: int, width: float, fade: tuple[bool, bool, bool, boo
 
     def ramp(n: int, near: bool, far: bool) -> np.ndarray:
         centres = np.arange(n) + 0.5  # a pixel's distance to the edge is taken from its centre
-        d = np.minimum(centres if near else np.inf, n - centres if far else np.inf)
+        # np.where keeps d an array where neither edge fades (a box spanning the photo's side)
+        d = np.minimum(np.where(near, centres, np.inf), np.where(far, n - centres, np.inf))
         return np.clip(d / width, 0, 1)
 
     t = np.minimum(ramp(h, fade[0], fade[1])[:, None], ramp(w, fade[2], fade[3])[None, :])

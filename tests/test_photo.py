@@ -8,19 +8,42 @@ import sys
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import gvtnet
 from conftest import ASSETS, ROOT
 from gvtnet.faces import find_face, find_faces
 from gvtnet.images import ImageError, bicubic_upscale, degrade
+from gvtnet.inference import super_resolve, to_image, to_tensor
 from gvtnet.metrics import psnr
-from gvtnet.photo import blend_faces, boundary_gradient, feather_mask
+from gvtnet.photo import MIN_FACE, blend_faces, boundary_gradient, feather_mask
 
 
 @pytest.fixture(scope="module")
 def model_x4():
     return gvtnet.load_model(ASSETS / "gvtnet-light-x4.safetensors")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """An untrained light x4 GVTNet whose faces differ from bicubic (its upsampler perturbed: untrained
+    light models are exact bicubic)."""
+    torch.manual_seed(0)
+    m = gvtnet.build_model("light-x4").eval()
+    for p in m.upsampler.parameters():
+        p.data.normal_(0, 0.02)
+    return m
+
+
+@pytest.fixture(scope="module")
+def portrait(astronaut_face):
+    """A 48x110 portrait whose head is wider than the photo: the face found spans its whole width."""
+    photo = Image.new("RGB", (48, 110), (128, 128, 128))
+    photo.paste(astronaut_face.resize((60, 60), Image.BICUBIC), (-6, 25))
+    return photo
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +81,13 @@ def test_feather_mask_by_hand():
     assert m[2:8, 2:].min() == 1  # inside, and up to the right edge, which is not faded
     assert m[5, 0] == pytest.approx(0.15625) and m[5, 7] == 1
     assert np.array_equal(m, m[::-1])  # top and bottom fade alike
+
+
+def test_feather_mask_where_neither_edge_of_a_side_fades():
+    # a box spanning the photo's width or height: that side keeps weight 1 across
+    assert np.array_equal(feather_mask(5, 7, 3, fade=(False,) * 4), np.ones((5, 7), np.float32))
+    m = feather_mask(6, 4, 2, fade=(True, True, False, False))
+    assert m.shape == (6, 4) and (m == m[:, :1]).all() and m[0, 0] == pytest.approx(0.15625) and m[3, 0] == 1
 
 
 def test_blend_faces_averages_overlaps_and_keeps_the_background():
@@ -176,10 +206,70 @@ def test_faces_too_small_or_large_are_left_with_a_note(model_x4, group):
     assert [f.sr for f in res.faces] == [None, None]
     assert "too small" in res.notes[0] and "large enough" in res.notes[1]
     assert np.array_equal(np.asarray(res.photo), np.asarray(res.bicubic))
-    with pytest.raises(ImageError, match="holds no pixel"):
-        gvtnet.restore_photo(model_x4, hr, boxes=[(500, 0, 600, 100)])
-    with pytest.raises(ImageError, match="left, top, right, bottom"):
-        gvtnet.restore_photo(model_x4, hr, boxes=[(1, 2, 3)])
+    outside = gvtnet.restore_photo(model_x4, hr, boxes=[(500, 0, 600, 100)])
+    assert outside.faces == [] and "holds no pixel of the 480x224 photo: it is left out" in outside.notes[0]
+    for box in [(1, 2, 3), (30, 0, 10, 20), (0, 0, float("inf"), 9)]:
+        with pytest.raises(ImageError, match="left, top, right, bottom"):
+            gvtnet.restore_photo(model_x4, hr, boxes=[box])
+
+
+def test_faces_spanning_the_photo_are_restored(model_x4, portrait):
+    res = gvtnet.restore_photo(model_x4, portrait)
+    (left, top, right, bottom), = res.boxes
+    assert (left, right) == (0, 48) and res.faces[0].sr is not None
+    # given boxes: the whole photo, its full width, its full height, and one crossing its corner
+    res = gvtnet.restore_photo(model_x4, portrait, boxes=[(0, 0, 48, 110), (0, 30, 48, 70), (10, -5, 40, 120),
+                                                         (30, 90, 70, 130)])
+    assert res.boxes == [(0, 0, 48, 110), (0, 30, 48, 70), (10, 0, 40, 110), (30, 90, 48, 110)]
+    assert all(f.sr is not None for f in res.faces) and res.photo.size == (192, 440)
+    whole = gvtnet.restore_photo(model_x4, portrait, boxes=[(0, 0, 48, 110)])
+    sr = np.asarray(to_image(super_resolve(model_x4, to_tensor(portrait))), np.int16)
+    assert np.abs(np.asarray(whole.photo, np.int16) - sr).max() <= 1  # the face is pasted whole: no fade
+
+
+box_side = st.integers(1, 40)
+box_corner = st.integers(-10, 20)  # about a third of the boxes then fall outside the photo, a third are restored
+boxes_anywhere = st.lists(st.tuples(box_corner, box_corner, box_side, box_side).map(
+    lambda b: (b[0], b[1], b[0] + b[2], b[1] + b[3])), max_size=3)
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(width=st.integers(8, 24), height=st.integers(8, 24), boxes=boxes_anywhere)
+def test_any_boxes_keep_the_background_outside_them(tiny_model, width, height, boxes):
+    """Boxes inside, across the border of or wholly outside a small photo: none crashes, each one outside
+    is left out with a note, and every pixel outside the boxes is the bicubic background's."""
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8))
+    res = gvtnet.restore_photo(tiny_model, photo, boxes=boxes)
+    clipped = [(max(l, 0), max(t, 0), min(r, width), min(b, height)) for l, t, r, b in boxes]
+    kept = [(l, t, r, b) for l, t, r, b in clipped if r > l and b > t]
+    assert res.boxes == kept
+    assert [f.sr is not None for f in res.faces] == [min(r - l, b - t) >= MIN_FACE for l, t, r, b in kept]
+    assert sum("holds no pixel" in n for n in res.notes) == len(boxes) - len(kept)
+    assert res.photo.size == (width * 4, height * 4)
+    restored, bicubic = np.asarray(res.photo), np.asarray(res.bicubic)
+    assert np.array_equal(bicubic, np.asarray(bicubic_upscale(photo, 4)))
+    outside = np.ones(restored.shape[:2], bool)
+    for l, t, r, b in kept:
+        outside[t * 4:b * 4, l * 4:r * 4] = False
+    assert np.array_equal(restored[outside], bicubic[outside])
+
+
+def test_transparent_black_does_not_darken_the_edges(model_x4):
+    """A white square on transparent black: its colour stays white up to its edges (the black under the
+    transparency is not drawn in), and the alpha is kept where the mode is."""
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[8:24, 8:24] = 255
+    img = Image.fromarray(rgba, "RGBA")
+    res = gvtnet.restore_photo(model_x4, img, boxes=[(4, 4, 28, 28)])
+    assert res.photo.mode == res.bicubic.mode == "RGBA" and res.faces[0].sr is not None
+    alpha = np.asarray(res.photo.getchannel("A"))
+    assert np.array_equal(alpha, np.asarray(img.getchannel("A").resize(res.photo.size, Image.BICUBIC)))
+    edge = (alpha > 0) & (alpha < 255)
+    assert edge.any()
+    for out in (res.photo, res.bicubic):
+        assert np.asarray(out)[..., :3][edge].mean() > 250  # 125 with the black drawn in
+    assert to_tensor(img).min() == 1  # a tensor for any model: composited on white too
+    assert np.asarray(gvtnet.upscale(model_x4, img))[edge].mean() > 250
 
 
 def test_find_faces_includes_find_face(group):
@@ -261,6 +351,19 @@ def test_photo_tab_callbacks_and_choosing_a_face(tmp_path):
 
     with pytest.raises(gr.Error, match="Restore a photo first"):
         chosen_face([], 0)
+
+
+def test_photo_tab_on_a_face_spanning_the_photo_and_a_scale_without_weights(tmp_path, portrait):
+    import gradio as gr
+
+    from app.tabs.photo import photo_view
+
+    path = tmp_path / "portrait.png"
+    portrait.save(path)
+    v = photo_view(str(path), 4, "", "light", None)
+    assert v["notes"].startswith("1 face found, 1 restored") and Image.open(v["download"]).size == (192, 440)
+    with pytest.raises(gr.Error, match="Cannot restore photos at x2: no shipped GVTNet weights"):
+        photo_view(str(path), 2, "", "light", None)
 
 
 def test_real_low_resolution_examples_are_lfw_faces_restored_as_they_are():

@@ -23,8 +23,12 @@ def photo_view(path, scale, ensemble, preset, custom: GVTNet | None, progress=No
     progress(done, total) follows the faces. Returns files and values for the Photo tab: 'boxes' (the
     bicubic photo with every face boxed and numbered), 'slider' (restored, bicubic), 'gallery' [(file,
     caption)] and 'faces' [(number, LR crop)] of the restored faces in the same order, 'notes' (markdown),
-    'download'."""
-    model = custom if custom is not None else MODELS.gvtnet(preset, int(scale))
+    'download'. What a visitor can get wrong (the photo, a scale without shipped weights) raises gr.Error
+    with the reason."""
+    try:
+        model = custom if custom is not None else MODELS.gvtnet(preset, int(scale))
+    except FileNotFoundError as e:
+        raise gr.Error(f"Cannot restore photos at x{int(scale)}: {e}.") from e
     scale = model.cfg.upscale
     img = open_upload(path, keep_alpha=True)
     notes = []
