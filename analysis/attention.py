@@ -6,8 +6,11 @@ A query LR pixel sits in one attention window; its softmax row spreads over that
 64 LR pixels. In the strided (GVT) layout those are one pixel per patch node, spread over the whole face;
 in the contiguous (Swin) layout they are the query's 8 x 8 neighbourhood. Graph blocks are shown before
 and after the adjacency is applied (post-softmax, unrenormalised: cut neighbours drop to 0, the released
-self-loop doubles the query's own weight). Inputs are mirror-padded to the window grid, so some tokens are
-padding pixels: every measure here counts the weight they receive.
+self-loop doubles the query's own weight). So a graph block's rows no longer sum to 1, and two things that
+the graph does are measured apart: how far a query reaches among the keys it keeps (its row renormalised,
+`attention_distance`) and how much softmax weight it loses to the cut (`mass_cut`). Inputs are
+mirror-padded to the window grid, so some tokens are padding pixels: every measure here counts the weight
+they receive.
 """
 from __future__ import annotations
 
@@ -66,25 +69,46 @@ def applied(blk) -> np.ndarray:
     return blk.attention_graph if blk.attention_graph is not None else blk.attention
 
 
+def kept_reach(weights: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """(..., n, n) attention rows as applied (query -> key), distances between the tokens broadcastable to them ->
+    (..., n) each query's reach among the keys it keeps: the distance averaged over its row renormalised to
+    sum 1. Renormalised because a graph block's rows sum to less than 1 where the graph cut keys: weighting by
+    them would count the mass lost as a shorter reach, however far the kept keys are. 0 for an all-zero row."""
+    total = weights.sum(-1)
+    return np.divide((weights * dist).sum(-1), total, out=np.zeros_like(total), where=total > 0)
+
+
+def cut_weight(soft: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """(..., n, n) softmax rows and the same rows after the graph -> (..., n) the softmax weight on the keys
+    the graph cut (zero after it), i.e. 1 minus the softmax weight on the keys it kept; 0 without a graph."""
+    return (soft * (after == 0)).sum(-1)
+
+
 def attention_distance(inspection: Inspection, group: int, block: int) -> np.ndarray:
-    """(heads,) mean attention distance in LR pixels (the ViT paper's Fig. 7): for each query token, the sum
-    over keys of weight x Euclidean distance between the two tokens' pixels, averaged over the queries of
-    every window that are face pixels. Graph blocks use the weights after the graph, unrenormalised, as the
-    network applies them (so a cut far key shortens it, and the doubled self-loop, at distance 0, does not
-    lengthen it). Keys in the mirror padding count at their place in the padded map."""
+    """(heads,) mean attention distance in LR pixels (the ViT paper's Fig. 7) among the keys kept: for each
+    query token, `kept_reach` of its row as the network applies it (after the graph for graph blocks, with
+    the doubled self-loop at distance 0), averaged over the queries of every window that are face pixels.
+    A graph that cuts half of a row's mass but keeps keys just as far leaves it unchanged; the mass cut is
+    `mass_cut`. Keys in the mirror padding count at their place in the padded map."""
     blk = inspection.block(group, block)
     inside = _inside(inspection, blk)
     dist = token_distances(inspection.padded_size, blk.shift, inspection.window_size, inspection.layout)
-    per_query = (applied(blk) * dist[:, None]).sum(-1)  # (nW, heads, n)
+    per_query = kept_reach(applied(blk), dist[:, None])  # (nW, heads, n)
     return per_query.transpose(1, 0, 2)[:, inside].mean(-1)
+
+
+def mass_cut(inspection: Inspection, group: int, block: int) -> np.ndarray:
+    """(heads,) the softmax weight the graph cut from each query's row (`cut_weight`, the `AttentionMass`
+    field removed), averaged over the queries of every window that are face pixels; 0 for Swin-type blocks."""
+    return attention_mass(inspection, group, block).removed.mean(-1)
 
 
 @dataclass
 class AttentionMass:
     """Per head, one value per query token that is a face pixel (heads, queries): row_sum, the total weight
     of the query's row as applied (after the graph; 1 for Swin-type blocks); removed, the softmax mass on
-    keys the graph cut; self_weight, the weight on the query itself as applied (doubled by the released
-    self-loop); padding, the share of the applied row that falls on keys in the mirror padding."""
+    keys the graph cut (`cut_weight`); self_weight, the weight on the query itself as applied (doubled by
+    the released self-loop); padding, the share of the applied row that falls on keys in the mirror padding."""
 
     row_sum: np.ndarray
     removed: np.ndarray
@@ -100,7 +124,7 @@ def attention_mass(inspection: Inspection, group: int, block: int) -> AttentionM
     row_sum = after.sum(-1)
     diag = np.arange(after.shape[-1])
     padding = (after * ~inside[:, None, None, :]).sum(-1) / row_sum
-    per_query = {"row_sum": row_sum, "removed": (soft * (after == 0)).sum(-1),
+    per_query = {"row_sum": row_sum, "removed": cut_weight(soft, after),
                  "self_weight": after[..., diag, diag], "padding": padding}
     return AttentionMass(**{k: v.transpose(1, 0, 2)[:, inside] for k, v in per_query.items()})
 
@@ -265,12 +289,15 @@ OTHER_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 ATTENTION_CAPTION = ("One softmax row: the weight the query pixel (x) gives each pixel of its window in one block "
                      "and head (graph blocks: before and after the graph); titles give the row's total and, for "
                      "an input padded to the window grid, the share on padding pixels the face cannot show.")
-DISTANCE_CAPTION = ("Mean attention distance of each block, in LR pixels (how far, weighted by attention, "
-                    "each query looks); the line is the mean over heads, the dots the single heads.")
+DISTANCE_CAPTION = ("Reach of each block among the keys it keeps, in LR pixels: how far each query looks, "
+                    "weighted by its attention row renormalised to sum 1, so that the weight a graph cuts does "
+                    "not count as a shorter reach (that weight is the next figure's \"softmax weight cut by the "
+                    "graph\"); the line is the mean over heads, the dots the single heads.")
 MASS_CAPTION = ("Where each query's attention row goes, per block: its total weight after the graph (boxes: "
                 "quartiles, whiskers: min and max over queries and heads; 1 without a graph), the softmax "
-                "weight the graph cut, the weight on the query itself, and the share on the mirror padding "
-                "(inputs padded to the window grid); lines: mean over queries and heads, dots: single heads.")
+                "weight the graph cut (the mass it takes, apart from the reach above), the weight on the query "
+                "itself, and the share on the mirror padding (inputs padded to the window grid); lines: mean "
+                "over queries and heads, dots: single heads.")
 ROLLOUT_CAPTION = ("Attention rollout: how much of the network's last representation of the marked pixel is "
                    "drawn, through the attention of every block, from each input pixel (convolutions and MLPs "
                    "are ignored); titles give the share drawn from the mirror padding of a padded input.")
@@ -313,15 +340,16 @@ def _per_head_traces(fig, name: str, colour: str, blocks: list, values: np.ndarr
 
 
 def distance_figure(inspections: dict[str, Inspection]) -> go.Figure:
-    """Mean attention distance (`attention_distance`) of every block and head, over the depth of each model
-    in `inspections` ({name: Inspection})."""
+    """Reach among the kept keys (`attention_distance`) of every block and head, over the depth of each
+    model in `inspections` ({name: Inspection}); the mass the graph cut is `mass_figure`'s second panel."""
     fig = go.Figure()
     for name, ins, colour in _coloured(inspections):
         dist = np.stack([attention_distance(ins, b.group, b.block) for b in ins.blocks])
         _per_head_traces(fig, name, colour, ins.blocks, dist, ".2f", True)
     _depth_axis(fig, inspections)
-    fig.update_layout(title="Mean attention distance (LR px)", yaxis_title="LR pixels", yaxis_rangemode="tozero",
-                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(title="Reach among the kept keys: mean attention distance, rows renormalised (LR px)",
+                      yaxis_title="LR pixels", yaxis_rangemode="tozero", margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=-0.25))
     return fig
 
 

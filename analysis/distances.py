@@ -1,6 +1,8 @@
-"""How far each block looks, over many faces: the mean attention distance (`attention.attention_distance`)
-of every block of GVTNet, of the same weights with the graph off, and of the SwinIR baseline; and, for
-faces not a multiple of the window size, the share of attention that falls on the mirror padding.
+"""How far each block looks, over many faces, for every block of GVTNet, of the same weights with the graph
+off, and of the SwinIR baseline: the reach among the kept keys (`attention.attention_distance`, each row
+renormalised) and, apart from it, the softmax weight the graph cut (`attention.mass_cut`) and each row's
+total after the graph; and, for faces not a multiple of the window size, the share of attention that falls
+on the mirror padding.
 
     python -m analysis.distances --weights assets/gvtnet-light-x4.safetensors \
         --baseline assets/swinir-light-x4.safetensors --data ../shared/data/celeba-test-1000 --faces 20
@@ -42,7 +44,7 @@ MASS_FIELDS = ("row_sum", "removed", "padding")
 
 
 def depth_profile(models: dict, faces: list[torch.Tensor], progress: bool = True) -> dict[str, dict]:
-    """{name: {'distance': (faces, blocks, heads) mean attention distance in LR px, and per face query
+    """{name: {'distance': (faces, blocks, heads) reach among the kept keys in LR px, and per face query
     (faces, blocks, heads, queries) the `attention.AttentionMass` fields 'row_sum', 'removed' and
     'padding'}}; faces: (1, 3, h, w) LR tensors in [0, 1]."""
     out = {name: {k: [] for k in ("distance", *MASS_FIELDS)} for name in models}
@@ -69,6 +71,12 @@ def table(values: dict[str, np.ndarray], blocks: list, cell) -> str:
         lines.append(f"| all of GVTNet's {KIND_NAMES[kind]} positions | | "
                      + " | ".join(cell(v[:, kinds == kind]) for v in values.values()) + " |")
     return "\n".join(lines)
+
+
+def mean_and_spread(values: np.ndarray, digits: int) -> str:
+    """'mean ± sd' of values (faces, ...): the mean over everything, ± the standard deviation over faces of
+    each face's mean."""
+    return f"{values.mean():.{digits}f} ± {values.reshape(len(values), -1).mean(1).std():.{digits}f}"
 
 
 def load_faces(folder: str, count: int, scale: int, lr_size: int | None) -> list[torch.Tensor]:
@@ -102,15 +110,17 @@ def main(argv=None):
     prof = depth_profile(models, faces)
     blocks = inspect(models["GVTNet"], faces[0]).blocks
     side = faces[0].shape[-1]
-    print(f"{args.weights}, {len(faces)} faces of {args.data} at {side} px LR.\n\nMean attention distance, LR "
-          f"pixels (mean over heads, queries and faces ± standard deviation over faces):\n")
-    print(table({n: d["distance"] for n, d in prof.items()}, blocks,
-                lambda v: f"{v.mean():.2f} ± {v.reshape(len(faces), -1).mean(1).std():.2f}"))
+    print(f"{args.weights}, {len(faces)} faces of {args.data} at {side} px LR.\n\nReach among the kept keys: mean "
+          f"attention distance with each row renormalised to sum 1, LR pixels (mean over heads, queries and "
+          f"faces ± standard deviation over faces):\n")
+    print(table({n: d["distance"] for n, d in prof.items()}, blocks, lambda v: mean_and_spread(v, 2)))
+    print("\nSoftmax weight the graph cut from each row (mean over heads, queries and faces ± standard deviation "
+          "over faces):\n")
+    print(table({n: d["removed"] for n, d in prof.items()}, blocks, lambda v: mean_and_spread(v, 3)))
     print("\nTotal weight of each attention row after the graph, mean over queries, heads and faces (smallest "
-          "and largest row), and the softmax weight the graph cut (mean):\n")
-    print(table({n: np.stack([d["row_sum"], d["removed"]], axis=-1) for n, d in prof.items()}, blocks,
-                lambda v: f"{v[..., 0].mean():.2f} ({v[..., 0].min():.2f}-{v[..., 0].max():.2f}), "
-                          f"cut {v[..., 1].mean():.3f}"))
+          "and largest row):\n")
+    print(table({n: d["row_sum"] for n, d in prof.items()}, blocks,
+                lambda v: f"{v.mean():.2f} ({v.min():.2f}-{v.max():.2f})"))
     padded = model.padded_size(side, side)
     if padded != (side, side):
         print(f"\nShare of each attention row on keys in the mirror padding ({side} px padded to {padded[0]}): "

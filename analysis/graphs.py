@@ -359,30 +359,43 @@ def graph_image(inspection: Inspection, face, group: int, head: int, pixel: tupl
     return canvas.convert("RGB")
 
 
-def overview_figure(inspection: Inspection, window: int = 0, selected: int | None = None) -> go.Figure:
+def overview_figure(inspection: Inspection, window: int = 0, pixel: tuple[int, int] | None = None) -> go.Figure:
     """Small multiples: the adjacency of every group (row, each roll) and head (column) at once, kept pairs
-    light and cut ones dark, titled with their edge density, so sparse graphs stand out; the `selected`
-    node's row (the keys it may attend to) is marked in each."""
+    light and cut ones dark, titled with their edge density, so sparse graphs stand out. Every tile shows
+    window `window`'s graph; given LR pixel `pixel` = (row, col), each tile instead shows the graph of the
+    window that pixel falls in and marks its node's row (the keys it may attend to), both looked up in the
+    tile's own group and roll: groups roll by different amounts, so one pixel is a different node in each.
+    Hovering a cell names its group, head, query node and key node (-1 between the tiles)."""
     keys = sorted(inspection.graphs)
     n, heads = inspection.window_size**2, inspection.num_heads
     across, down = n + 6, n + 18  # room for each tile's title above it
     tiles = np.full((len(keys) * down, heads * across - 6, 3), 255, np.uint8)
+    # (group, head, query, key) of each cell, for the hover; int8 where it fits: the page loads it every click
+    cells = np.full(tiles.shape[:2] + (4,), -1, np.int8 if n <= 128 else np.int16)
+    query, key = np.indices((n, n))
     titles, rows = [], []
     for r, (g, shift) in enumerate(keys):
-        adj = inspection.window_graph(g, window, shift)
+        win = window if pixel is None else inspection.window_at(g, *pixel, shift)
+        node = None if pixel is None else inspection.token_at(g, *pixel, shift)
+        adj = inspection.window_graph(g, win, shift)
         roll = f" (roll {shift})" if sum(k[0] == g for k in keys) > 1 else ""
+        own_window = f" w{win}" if pixel is not None and inspection.scope == "window" else ""
         top = r * down + down - n
         for h in range(heads):
-            tiles[top : top + n, h * across : h * across + n] = np.where(adj[h, ..., None], 235, 40)
-            titles.append(dict(x=h * across + n / 2, y=top - 1, yanchor="bottom", showarrow=False,
-                               text=f"g{g}{roll} h{h}: {edge_density(adj[h]):.2f}", font=dict(size=11)))
-            if selected is not None:
-                rows.append(dict(type="line", x0=h * across - 0.5, x1=h * across + n - 0.5, y0=top + selected,
-                                 y1=top + selected, line=dict(color="#00c853", width=1.5)))
-    where = f", window {window}" if inspection.scope == "window" else ""
+            left = h * across
+            tiles[top : top + n, left : left + n] = np.where(adj[h, ..., None], 235, 40)
+            cells[top : top + n, left : left + n] = np.stack(np.broadcast_arrays(g, h, query, key), axis=-1)
+            titles.append(dict(x=left + n / 2, y=top - 1, yanchor="bottom", showarrow=False, font=dict(size=11),
+                               text=f"g{g}{roll}{own_window} h{h}: {edge_density(adj[h]):.2f}"))
+            if node is not None:
+                rows.append(dict(type="line", x0=left - 0.5, x1=left + n - 0.5, y0=top + node, y1=top + node,
+                                 line=dict(color="#00c853", width=1.5)))
+    where = f", window {window}" if inspection.scope == "window" and pixel is None else ""
+    mark = "" if pixel is None else f", LR pixel {tuple(pixel)}'s node marked"
+    hover = "group %{customdata[0]}, head %{customdata[1]}: query %{customdata[2]}, key %{customdata[3]}"
     # annotations and shapes passed at once: plotly re-validates the whole list on every add_annotation
     return go.Figure(
-        go.Image(z=tiles, hovertemplate="key %{x}, query %{y}<extra></extra>"),
-        layout=dict(title=dict(text=f"each group (g) and head (h){where}: dark = cut", font=dict(size=14)),
+        go.Image(z=tiles, customdata=cells, hovertemplate=hover + "<extra></extra>"),
+        layout=dict(title=dict(text=f"each group (g) and head (h){where}{mark}: dark = cut", font=dict(size=14)),
                     annotations=titles, shapes=rows, margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(visible=False),
                     yaxis=dict(visible=False, range=[len(keys) * down, 0]), height=120 + 120 * len(keys)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import networkx as nx
 import numpy as np
@@ -421,7 +422,7 @@ def test_graph_image_darkens_exactly_the_ignored_patches(light_x4, face_lr, astr
 
 
 def test_overview_and_stats_table(ins):
-    fig = graphs.overview_figure(ins, window=3, selected=9)
+    fig = graphs.overview_figure(ins, window=3, pixel=(13, 22))
     tiles = np.asarray(fig.data[0].z)
     assert tiles.shape == (4 * 82, 4 * 70 - 6, 3)  # 18 px above each row of tiles for the titles
     for g, h in ((0, 0), (3, 2)):
@@ -429,11 +430,45 @@ def test_overview_and_stats_table(ins):
         assert np.array_equal(tile > 128, ins.graph(g).adjacency[h])
     titles = [a.text for a in fig.layout.annotations]
     assert len(titles) == 16 and titles[6] == f"g1 h2: {graphs.edge_density(ins.graph(1).adjacency[2]):.2f}"
-    assert len(fig.layout.shapes) == 16  # the selected node's row in every tile
+    assert len(fig.layout.shapes) == 16  # the pixel's node's row in every tile
+    assert not graphs.overview_figure(ins, window=3).layout.shapes  # no pixel, nothing marked
     rows = graphs.stats_table(graphs.graph_stats(graphs.digraph(ins, 1, 2)))
     assert [r[0] for r in rows][:3] == ["nodes", "edges", "density"]
     assert all(r[2] for r in rows)  # each with its meaning
     assert all(r[1] == round(r[1], 3) for r in rows if isinstance(r[1], float))
+
+
+def test_overview_marks_each_groups_own_node(light_x4, astronaut_face):
+    """Groups roll by different amounts, so one LR pixel is a different node (and, under 'window' scope, in a
+    different window's graph) in each group: on a 20 x 20 face, padded to 24, pixel (19, 19) is (window,
+    node) (4, 54) in group 0, (4, 36) in group 1, (4, 54) in group 2 and (0, 45) in group 3."""
+    lr = to_tensor(astronaut_face.resize((20, 20), Image.BICUBIC))
+    for scope in ("group", "window"):
+        ins = analysis.inspect(light_x4.variant(graph_scope=scope), lr)
+        keys = sorted(ins.graphs)
+        assert [(ins.window_at(g, 19, 19, shift), ins.token_at(g, 19, 19, shift)) for g, shift in keys] == [
+            (4, 54), (4, 36), (4, 54), (0, 45)]
+        fig = graphs.overview_figure(ins, pixel=(19, 19))
+        tiles = np.asarray(fig.data[0].z)
+        marks = iter(fig.layout.shapes)
+        for r, (g, shift) in enumerate(keys):
+            top = r * 82 + 18
+            adjacency = ins.window_graph(g, ins.window_at(g, 19, 19, shift), shift)
+            for h in range(4):
+                mark = next(marks)
+                assert mark.y0 == mark.y1 == top + ins.token_at(g, 19, 19, shift), (scope, g, h)
+                assert (mark.x0, mark.x1) == (h * 70 - 0.5, h * 70 + 63.5)
+                assert np.array_equal(tiles[top : top + 64, h * 70 : h * 70 + 64, 0] > 128, adjacency[h]), (scope, g)
+    assert "w0 h0" in fig.layout.annotations[12].text  # group 3's tiles name their own window
+
+
+def test_overview_hover_names_group_head_query_and_key(ins):
+    fig = graphs.overview_figure(ins, window=3)
+    trace = fig.data[0]
+    cell = np.asarray(trace.customdata)[18 + 5, 70 + 7]  # group 0's tiles, head 1's tile, its row 5, column 7
+    text = re.sub(r"%\{customdata\[(\d)\]\}", lambda m: str(cell[int(m[1])]), trace.hovertemplate)
+    assert text == "group 0, head 1: query 5, key 7<extra></extra>"
+    assert (np.asarray(trace.customdata)[:18] == -1).all()  # above the first tiles: their titles
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -110,16 +110,73 @@ def test_gvtnet_swin_blocks_look_further_than_swinir(compared):
     assert max(d.max() for d in swinir) < grid_mean_distance((1, 1)) * 1.5
 
 
-def test_graph_shortens_the_first_graph_block(compared):
-    """Group 0's graph block sees the same input with the graph on and off; the graph only cuts keys (and
-    adds weight at distance 0), so its distance can only shrink, and with the graph off it equals the
-    softmax's own."""
+def test_reach_of_the_first_graph_block_with_the_graph_off(compared):
+    """Group 0's graph block sees the same input with the graph on and off. With the graph off the network
+    applies softmax x (1 + I): every key is kept and the query's own weight doubled, at distance 0, so the
+    reach is the softmax's distance divided by the row's total, 1 plus the query's own softmax weight."""
     on, off = compared["GVTNet"], compared["GVTNet, graph off"]
     assert np.array_equal(on.block(0, 1).attention, off.block(0, 1).attention)
-    d_on, d_off = attention.attention_distance(on, 0, 1), attention.attention_distance(off, 0, 1)
+    blk = off.block(0, 1)
+    dist = attention.token_distances(off.padded_size, blk.shift, off.window_size, off.layout)[:, None]
+    soft = blk.attention  # (nW, heads, n, n); 32 x 32, so every query is a face pixel
+    own = soft[..., np.arange(64), np.arange(64)]
+    want = ((soft * dist).sum(-1) / (1 + own)).transpose(1, 0, 2).reshape(4, -1).mean(-1)
+    assert np.allclose(attention.attention_distance(off, 0, 1), want, rtol=1e-5)
     softmax_only = replace(off, blocks=[replace(b, attention_graph=None) for b in off.blocks])
-    assert np.allclose(d_off, attention.attention_distance(softmax_only, 0, 1), rtol=1e-5)
-    assert (d_on < d_off).all()
+    assert (attention.attention_distance(off, 0, 1) < attention.attention_distance(softmax_only, 0, 1)).all()
+    assert np.allclose(attention.mass_cut(off, 0, 1), 0) and (attention.mass_cut(on, 0, 1) > 0).all()
+
+
+def test_reach_ignores_the_mass_cut_from_keys_just_as_far(face_lr):
+    """Every query gives half its softmax to each of two keys 4 px away (a strided window is a lattice of
+    spacing 4), and the graph cuts one of them: the key it keeps is exactly as far, so the reach stays 4 px
+    (the unrenormalised mean gave 2), and the half it cut is reported apart, as the mass cut."""
+    ins = analysis.inspect(gvtnet.build_model("light-x4").eval(), face_lr)
+    blk = ins.block(0, 1)
+    nw, heads, n, _ = blk.attention.shape
+    dist = attention.token_distances(ins.padded_size, blk.shift, ins.window_size, ins.layout)  # (nW, n, n)
+    at_4 = np.isclose(dist, 4)
+    assert at_4.sum(-1).min() >= 2
+    pair = np.argsort(~at_4, axis=-1, kind="stable")[..., :2]  # (nW, n, 2): two keys 4 px from each query
+    soft = np.zeros((nw, n, n), np.float32)
+    np.put_along_axis(soft, pair, 0.5, axis=-1)
+    after = soft.copy()
+    np.put_along_axis(after, pair[..., 1:], 0.0, axis=-1)  # no weight on the query itself: nothing doubles
+    soft, after = (np.broadcast_to(a[:, None], (nw, heads, n, n)) for a in (soft, after))
+    cut = replace(ins, blocks=[replace(b, attention=soft, attention_graph=after) if b is blk else b
+                               for b in ins.blocks])
+    uncut = replace(cut, blocks=[replace(b, attention_graph=None) for b in cut.blocks])
+    assert np.allclose(attention.attention_distance(cut, 0, 1), 4)
+    assert np.allclose(attention.attention_distance(uncut, 0, 1), 4)
+    assert np.allclose(attention.mass_cut(cut, 0, 1), 0.5) and np.allclose(attention.mass_cut(uncut, 0, 1), 0)
+    m = attention.attention_mass(cut, 0, 1)
+    assert np.allclose(m.removed, 0.5) and np.allclose(m.row_sum, 0.5)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.3])
+def test_reach_at_small_thresholds_is_not_the_mass_cut(shipped, face_lr, threshold):
+    """The shipped x4 GVTNet at small T, where its graph cuts most of the softmax: group 0's graph block sees
+    the same input with the graph on and off. Rescaling each query's row as applied (as if the graph had
+    removed more or less mass from the same keys) leaves the reach as it is; at T = 0.3 the reach with the
+    graph on stays far above the graph-off reach scaled by the mass kept, which is what weighting by the
+    unrenormalised rows gave. At T = 0 only the query itself is kept: its reach is 0 however little it kept."""
+    gvt = shipped[0]
+    on = analysis.inspect(gvt.variant(threshold=threshold), face_lr)
+    off = analysis.inspect(gvt.variant(use_graph=False), face_lr)
+    assert np.array_equal(on.block(0, 1).attention, off.block(0, 1).attention)
+    reach_on, reach_off = attention.attention_distance(on, 0, 1), attention.attention_distance(off, 0, 1)
+    cut = attention.mass_cut(on, 0, 1)
+    blk = on.block(0, 1)
+    scale = np.random.default_rng(0).uniform(0.2, 5, blk.attention_graph.shape[:-1] + (1,)).astype(np.float32)
+    rescaled = replace(on, blocks=[replace(b, attention_graph=b.attention_graph * scale) if b is blk else b
+                                   for b in on.blocks])
+    assert np.allclose(attention.attention_distance(rescaled, 0, 1), reach_on, rtol=1e-4, atol=1e-6)
+    assert np.array_equal(attention.mass_cut(rescaled, 0, 1), cut)
+    if threshold == 0:
+        assert (cut > 0.9).all() and np.allclose(reach_on, 0)
+    else:
+        assert (cut > 0.4).all()
+        assert reach_on.mean() / reach_off.mean() > 1 - cut.mean() + 0.2
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,13 +367,14 @@ def test_distances_command(tmp_path, capsys, shipped, astronaut_face, hopper_fac
     faces = distances.load_faces(str(tmp_path), 20, 4, 27)
     assert [f.shape for f in faces] == [(1, 3, 27, 27)] * 2
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| 0.1 |")]
-    assert len(rows) == 3  # distance, mass, padding share
+    assert len(rows) == 4  # reach, mass cut, row total, padding share
     for column, model in ((3, shipped[0].variant()), (4, shipped[0].variant(use_graph=False)), (5, shipped[1])):
         inspections = [analysis.inspect(model.variant(), f) for f in faces]
         distance = np.mean([attention.attention_distance(ins, 0, 1).mean() for ins in inspections])
         masses = [attention.attention_mass(ins, 0, 1) for ins in inspections]
         assert rows[0][column].split("±")[0].strip() == f"{distance:.2f}"
-        cut = np.mean([m.removed.mean() for m in masses])
+        cut = np.mean([attention.mass_cut(ins, 0, 1).mean() for ins in inspections])
+        assert rows[1][column].split("±")[0].strip() == f"{cut:.3f}"
         smallest = min(m.row_sum.min() for m in masses)
-        assert rows[1][column].strip().endswith(f"cut {cut:.3f}") and f"({smallest:.2f}-" in rows[1][column]
-        assert rows[2][column].split("(")[0].strip() == f"{np.mean([m.padding.mean() for m in masses]):.2f}"
+        assert f"({smallest:.2f}-" in rows[2][column]
+        assert rows[3][column].split("(")[0].strip() == f"{np.mean([m.padding.mean() for m in masses]):.2f}"
