@@ -3,18 +3,27 @@ models differ, face by face, with bootstrap intervals. The paper's "largest pixe
 claim (its Fig. 4, one face) tested on many faces.
 
     python -m analysis.lam_study --weights A.safetensors B.pth ... --data DIR --faces 100 --out DIR \
-        [--windows left_eye right_eye nose mouth | --windows NAME:ROW,COL,SIZE ...] [--precision auto]
+        [--windows left_eye right_eye nose mouth | --windows NAME:ROW,COL,SIZE ...] [--precision auto] \
+        [--graph-off]   # also each GVTNet with its graph switched off at inference
 
 Writes DIR/lam_study.json (settings; `records`: one entry per face, window and model with `face`, `window`,
-`model`, `row`, `col`, `size`, `di`, row/col the SR window's top-left pixel; `summary`: per model the mean
-DI, per pair of models the mean paired difference with a bootstrap 95% interval and the fraction of faces
-where the first is higher), DIR/lam_study.md (the tables) and DIR/lam_study.png (the figure). The JSON
-is rewritten after every face: an interrupted study run again with the same arguments continues where it
-stopped.
+`model`, `row`, `col`, `size`, `di`, row/col the SR window's top-left pixel, and what the DI was computed
+from: `face_sha256` (sha256 of the LR face as the model sees it: its shape and float32 bytes, see
+tensor_sha256), `model_sha256` (sha256 of the model's state_dict content, gvtnet.weights.state_dict_sha256),
+`scale`, `sigma`, `fold`, `precision`; `summary`: per model the mean DI, per pair of models the mean paired
+difference with a bootstrap 95% interval and the fraction of faces where the first is higher), DIR/lam_study.md
+(the tables) and DIR/lam_study.png (the figure). The JSON is rewritten after every face: an interrupted study
+run again continues where it stopped. A saved record is reused only where all of its key (RECORD_KEY: the
+face's name and content, the window's name, row, col and size, the model's name and weights, scale, sigma,
+fold, precision) matches one asked for; every other is recomputed, and the returned records, the rewritten
+file and the summary hold only the faces, windows and models of this call. Files written before the hashes
+were recorded (records without `face_sha256` / `model_sha256`) still load; none of their records match, so
+all are recomputed and the file is rewritten in this format.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 from dataclasses import asdict, dataclass
@@ -30,7 +39,8 @@ from tqdm import tqdm
 from gvtnet.data import image_files
 from gvtnet.images import HR_SIZE, center_square, degrade, open_image
 from gvtnet.inference import resolve_precision, to_tensor
-from gvtnet.sr_models import describe_model, load_sr_model, scale_of
+from gvtnet.sr_models import describe_model, has_graph, load_sr_model, scale_of
+from gvtnet.weights import state_dict_sha256
 
 from .lam import attribution_maps
 
@@ -38,6 +48,9 @@ from .lam import attribution_maps
 # on a line at about 38% of the height, the mouth at about 68%).
 FACE_POINTS = {"left_eye": (0.38, 0.34), "right_eye": (0.38, 0.66), "nose": (0.53, 0.5), "mouth": (0.68, 0.5)}
 STUDY_FILE = "lam_study.json"
+# What a record's DI depends on: a saved record is reused only where all of these match.
+RECORD_KEY = ("face", "face_sha256", "window", "row", "col", "size", "model", "model_sha256", "scale", "sigma",
+              "fold", "precision")
 
 
 @dataclass(frozen=True)
@@ -68,6 +81,19 @@ def load_faces(folder: str | Path, count: int, scale: int, hr_size: int = HR_SIZ
             for p in image_files(folder)[:count]}
 
 
+def tensor_sha256(t: torch.Tensor) -> str:
+    """Hex sha256 of a tensor's shape and its values as contiguous float32 bytes (on the CPU)."""
+    t = t.detach().to("cpu", torch.float32).contiguous()
+    h = hashlib.sha256(f"{tuple(t.shape)}\0".encode())
+    h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def record_key(record: dict) -> tuple:
+    """The RECORD_KEY fields of a record (None where it lacks one, as records of older files do)."""
+    return tuple(record.get(k) for k in RECORD_KEY)
+
+
 def study(
     models: dict[str, torch.nn.Module],
     faces: dict[str, torch.Tensor],
@@ -85,32 +111,56 @@ def study(
 ) -> dict:
     """LAM and DI of every model (all of one scale) on every face (name -> LR (1, 3, h, w)) and window
     (default: face_windows of the SR face). Returns {'settings', 'records', 'summary'} (see the module
-    docstring). With `path`, results already in that JSON file are kept and the file is rewritten after
-    each face; a file made with other settings is refused. progress(done, total) counts face-windows."""
+    docstring), the records in the order face, window, model. With `path`, the records of that JSON file
+    whose RECORD_KEY matches one asked for are reused (the rest are recomputed, whatever settings the file
+    was made with) and the file is rewritten after each face, holding only this call's records.
+    progress(done, total) counts face-windows."""
     scales = {name: scale_of(m) for name, m in models.items()}
     if len(set(scales.values())) != 1:
         raise ValueError(f"the models must share one scale: {scales}")
     scale = next(iter(scales.values()))
-    h, w = next(iter(faces.values())).shape[-2:]
+    first = next(iter(faces.values()))
+    h, w = first.shape[-2:]
     windows = windows or face_windows(scale * h, scale * w)
-    settings = {"scale": scale, "fold": fold, "sigma": sigma, "precision": resolve_precision(precision),
+    model_sha = {name: state_dict_sha256(m) for name, m in models.items()}
+    settings = {"scale": scale, "fold": fold, "sigma": float(sigma),
+                "precision": resolve_precision(precision, first.device),
                 "models": {name: describe_model(m) for name, m in models.items()},
-                "windows": [asdict(win) for win in windows]}
-    records = _resume(Path(path), settings) if path else []
-    done = {(r["face"], r["window"], r["model"]) for r in records}
+                "model_sha256": model_sha, "windows": [asdict(win) for win in windows]}
+    face_sha = {face: tensor_sha256(lr) for face, lr in faces.items()}
+
+    def entry(face: str, win: Window, name: str) -> dict:
+        return {"face": face, "window": win.name, "model": name, "row": win.row, "col": win.col,
+                "size": win.size, "face_sha256": face_sha[face], "model_sha256": model_sha[name],
+                "scale": scale, "sigma": float(sigma), "fold": fold,
+                "precision": resolve_precision(precision, faces[face].device)}
+
     tasks = [(face, win) for face in faces for win in windows]
+    wanted = {(face, win, name): entry(face, win, name) for face, win in tasks for name in models}
+    keys = [record_key(e) for e in wanted.values()]
+    saved = _resume(Path(path)) if path else {}
+    have = {k: saved[k] for k in keys if k in saved}  # key -> record: reused, then computed
+
+    def current() -> list[dict]:
+        return [have[k] for k in keys if k in have]
+
+    unsaved = False  # records computed since the file was last written
     for i, (face, win) in enumerate(tasks):
-        todo = {name: m for name, m in models.items() if (face, win.name, name) not in done}
+        todo = {name: m for name, m in models.items() if record_key(wanted[face, win, name]) not in have}
         if todo:
+            unsaved = True
             results = attribution_maps(todo, faces[face], win.row, win.col, win.size, sigma=sigma, fold=fold,
                                        batch_size=batch_size, precision=precision, parallel=parallel)
-            records += [{"face": face, "window": win.name, "model": name, "row": win.row, "col": win.col,
-                         "size": win.size, "di": res.di} for name, res in results.items()]
+            for name, res in results.items():
+                rec = {**wanted[face, win, name], "di": res.di}
+                have[record_key(rec)] = rec
         last_of_face = i + 1 == len(tasks) or tasks[i + 1][0] != face
-        if path and todo and last_of_face:
-            _write(Path(path), {"settings": settings, "records": records, "summary": None})
+        if path and unsaved and last_of_face:
+            _write(Path(path), {"settings": settings, "records": current(), "summary": None})
+            unsaved = False
         if progress:
             progress(i + 1, len(tasks))
+    records = current()
     out = {"settings": settings, "records": records,
            "summary": summarise(records, list(models), resamples=resamples, seed=seed)}
     if path:
@@ -118,14 +168,19 @@ def study(
     return out
 
 
-def _resume(path: Path, settings: dict) -> list[dict]:
+def _resume(path: Path) -> dict[tuple, dict]:
+    """record_key -> record of a saved study (empty if there is none). Records of older files, without the
+    hash fields, are kept under keys that hold None and so match nothing asked for."""
     if not path.is_file():
-        return []
-    old = json.loads(path.read_text())
-    if old.get("settings") != settings:
-        raise ValueError(f"{path} holds a study with other settings ({old.get('settings')}); "
-                         "give another --out or remove it")
-    return old["records"]
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path} is not a LAM study file ({e}); give another --out or remove it") from e
+    records = old.get("records") if isinstance(old, dict) else None
+    if not isinstance(records, list):
+        raise ValueError(f"{path} is not a LAM study file (no list of records); give another --out or remove it")
+    return {record_key(r): r for r in records if isinstance(r, dict) and "di" in r}
 
 
 def _write(path: Path, data: dict) -> None:
@@ -284,11 +339,15 @@ def main(argv=None):
     p.add_argument("--window-size", type=int, default=16, help="side of the named windows, SR px")
     p.add_argument("--fold", type=int, default=50, help="LAM path steps")
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32")
+    p.add_argument("--graph-off", action="store_true",
+                   help="add each GVTNet with its graph switched off at inference (every edge kept), the same weights")
     p.add_argument("--sequential", action="store_true",
                    help="run the models one after the other on all threads, not side by side on one thread each")
     args = p.parse_args(argv)
 
     models = dict(zip(model_names(args.weights), (load_sr_model(w) for w in args.weights)))
+    if args.graph_off:
+        models |= {f"{name}, graph off": m.variant(use_graph=False) for name, m in models.items() if has_graph(m)}
     scale = scale_of(next(iter(models.values())))
     faces = load_faces(args.data, args.faces, scale)
     side = next(iter(faces.values())).shape[-1] * scale

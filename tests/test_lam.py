@@ -201,9 +201,141 @@ def test_study_matches_lam_and_resumes(model, lr16, tmp_path):
     assert [r["face"] for r in again["records"][8:]] == ["f3"] * 4
     import json
     assert json.loads(path.read_text())["records"] == again["records"]
-    with pytest.raises(ValueError, match="other settings"):
-        lam_study.study(models, faces, windows, fold=4, path=path)
     assert "| m |" in lam_study.markdown(again) and len(lam_study.figure(again).axes) == 2
+
+
+# Resuming a study reuses a saved record only where everything its DI depends on matches (the face's content,
+# the model's weights, the window, scale, sigma, fold, precision) and returns only what was asked for.
+
+
+def _tiny_model(seed: int = 0) -> nn.Module:
+    """A light x4 GVTNet whose output depends on its body (as the `model` fixture), fresh for each test."""
+    torch.manual_seed(seed)
+    m = gvtnet.build_model("light-x4").eval()
+    for p in m.upsampler.parameters():
+        p.data.normal_(0, 0.02)
+    return m
+
+
+def _tiny_faces(seed: int, names=("f1",)) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {name: torch.rand(1, 3, 8, 8, generator=g) for name in names}
+
+
+TINY_WINDOW = [("w", 8, 8, 8)]
+TINY = dict(fold=4, parallel=False, resamples=200)
+
+
+def _windows(spec=TINY_WINDOW):
+    from analysis import lam_study
+
+    return [lam_study.Window(*w) for w in spec]
+
+
+@pytest.fixture
+def lam_calls(monkeypatch):
+    """The (window row, col, models) of every attribution_maps call the study makes."""
+    from analysis import lam_study
+
+    calls, real = [], lam_study.attribution_maps
+
+    def counted(models, lr, row, col, *args, **kwargs):
+        calls.append((row, col, tuple(models)))
+        return real(models, lr, row, col, *args, **kwargs)
+
+    monkeypatch.setattr(lam_study, "attribution_maps", counted)
+    return calls
+
+
+def _dis(result) -> dict:
+    return {(r["face"], r["window"], r["model"]): r["di"] for r in result["records"]}
+
+
+def test_study_resume_other_faces_of_the_same_names(tmp_path):
+    """Same file names, other pictures: recomputed, as a fresh study (the old code matched on names)."""
+    from analysis import lam_study
+
+    models, path = {"m": _tiny_model()}, tmp_path / "s.json"
+    saved = lam_study.study(models, _tiny_faces(1), _windows(), path=path, **TINY)
+    other = _tiny_faces(2)
+    resumed = lam_study.study(models, other, _windows(), path=path, **TINY)
+    fresh = lam_study.study(models, other, _windows(), **TINY)
+    assert _dis(resumed) == _dis(fresh) != _dis(saved)
+    new, old = resumed["records"][0]["face_sha256"], saved["records"][0]["face_sha256"]
+    assert new == lam_study.tensor_sha256(other["f1"]) != old
+    import json
+    assert [r["di"] for r in json.loads(path.read_text())["records"]] == [r["di"] for r in fresh["records"]]
+
+
+def test_study_resume_counts_only_what_was_asked(tmp_path, lam_calls):
+    """Two faces saved, one asked for: one face in the records, the file and the summary (the old code
+    returned and counted the file's other face too)."""
+    from analysis import lam_study
+
+    models, path = {"m": _tiny_model()}, tmp_path / "s.json"
+    faces = _tiny_faces(1, ("f1", "f2"))
+    both = lam_study.study(models, faces, _windows(), path=path, **TINY)
+    assert len(both["records"]) == 2 and both["summary"]["faces"] == 2 and len(lam_calls) == 2
+    one = lam_study.study(models, {"f2": faces["f2"]}, _windows(), path=path, **TINY)
+    assert len(lam_calls) == 2  # reused
+    assert [r["face"] for r in one["records"]] == ["f2"] and one["records"][0] == both["records"][1]
+    assert one["summary"]["faces"] == 1 and one["summary"]["models"]["m"]["n"] == 1
+    assert one["summary"]["models"]["m"]["mean_di"] == pytest.approx(both["records"][1]["di"])
+    import json
+    assert [r["face"] for r in json.loads(path.read_text())["records"]] == ["f2"]
+
+
+def test_study_resume_with_changed_weights(tmp_path, lam_calls):
+    """One parameter edited, same name and architecture: recomputed, as a fresh study (the old code's
+    settings held only describe_model's line, which the edit leaves as it was)."""
+    from analysis import lam_study
+    from gvtnet.weights import state_dict_sha256
+
+    model, path, faces = _tiny_model(), tmp_path / "s.json", _tiny_faces(1)
+    saved = lam_study.study({"m": model}, faces, _windows(), path=path, **TINY)
+    with torch.no_grad():
+        model.upsampler.upsample[0].weight[0, 0, 1, 1] += 0.5
+    resumed = lam_study.study({"m": model}, faces, _windows(), path=path, **TINY)
+    assert len(lam_calls) == 2
+    fresh = lam_study.study({"m": model}, faces, _windows(), **TINY)
+    assert _dis(resumed) == _dis(fresh) != _dis(saved)
+    assert resumed["records"][0]["model_sha256"] == state_dict_sha256(model) != saved["records"][0]["model_sha256"]
+
+
+def test_study_resume_reuses_matching_records(tmp_path, lam_calls):
+    """Identical inputs, the model now read back from a weights file: nothing is recomputed. A resume with
+    one more window (a file of other settings, which the old code refused) computes only that window."""
+    from analysis import lam_study
+    from gvtnet.sr_models import load_sr_model
+    from gvtnet.weights import save_model, state_dict_sha256
+
+    model, path, faces = _tiny_model(), tmp_path / "s.json", _tiny_faces(1)
+    saved = lam_study.study({"m": model}, faces, _windows(), path=path, **TINY)
+    rec = saved["records"][0]
+    assert rec["face_sha256"] == lam_study.tensor_sha256(faces["f1"])
+    assert rec["model_sha256"] == state_dict_sha256(model)
+    assert (rec["scale"], rec["sigma"], rec["fold"], rec["precision"]) == (4, 1.2, 4, "fp32")
+    save_model(model, tmp_path / "m.safetensors")
+    lam_calls.clear()
+    again = lam_study.study({"m": load_sr_model(tmp_path / "m.safetensors")}, faces, _windows(), path=path, **TINY)
+    assert lam_calls == [] and again["records"] == saved["records"]
+    more = lam_study.study({"m": model}, faces, _windows(TINY_WINDOW + [("v", 16, 4, 8)]), path=path, **TINY)
+    assert lam_calls == [(16, 4, ("m",))] and more["records"][0] == rec
+    assert [r["window"] for r in more["records"]] == ["w", "v"]
+
+
+def test_study_resume_old_format_file(tmp_path, lam_calls):
+    """A file of the format before the hashes (its records lack them): read, nothing reused, rewritten."""
+    import json
+
+    from analysis import lam_study
+
+    path, faces = tmp_path / "s.json", _tiny_faces(1)
+    old = {"face": "f1", "window": "w", "model": "m", "row": 8, "col": 8, "size": 8, "di": 123.0}
+    path.write_text(json.dumps({"settings": {"scale": 4, "fold": 4}, "records": [old], "summary": None}))
+    out = lam_study.study({"m": _tiny_model()}, faces, _windows(), path=path, **TINY)
+    assert len(lam_calls) == 1 and out["records"][0]["di"] != 123.0
+    assert json.loads(path.read_text())["records"] == out["records"]
 
 
 def test_summary_by_hand():
@@ -291,3 +423,32 @@ def test_app_small_study(tmp_path, astronaut_face, monkeypatch):
     table, fig = lam_study_view(s, 16, lambda d, t: calls.append((d, t)))
     assert calls[-1] == (8, 8)  # 2 faces x 4 windows
     assert "2 faces" in table and "| GVTNet |" in table and "GVTNet - SwinIR" in table and fig.endswith(".png")
+
+
+def test_app_small_study_on_a_real_face_of_another_size(monkeypatch):
+    """A real 25 px LFW face at x4 restores to 100 px, not the examples' 128: the examples are simulated at
+    its size, so that the named windows, placed on 100 px, fit every face."""
+    import gradio as gr
+
+    from analysis import lam_study
+    from app.examples import lfw_files
+    from app.tabs.inputs import CENTRE, REAL
+    from app.tabs.lam import lam_study_view
+    from app.tabs.restore import restore
+
+    monkeypatch.setattr("app.tabs.lam.STUDY_FACES", 2)  # one example and the session's face
+    seen, real = {}, lam_study.study
+
+    def short(models, faces, windows, **kwargs):  # a short path: what is tested is the faces' sizes
+        seen.update(faces=faces, windows=windows)
+        return real(models, faces, windows, **{**kwargs, "fold": 4})
+
+    monkeypatch.setattr(lam_study, "study", short)
+    s = restore(lfw_files()[0], 4, REAL, CENTRE, False, "light", None)
+    table, fig = lam_study_view(s, 16)
+    assert "2 faces" in table and "| GVTNet |" in table and fig.endswith(".png")
+    assert list(seen["faces"])[-1] == "your face"
+    assert [lr.shape[-2:] for lr in seen["faces"].values()] == [(25, 25)] * 2
+    assert seen["windows"] == lam_study.face_windows(100, 100, 16)
+    with pytest.raises(gr.Error, match="does not fit the 100x100 restoration"):
+        lam_study_view(s, 128)
