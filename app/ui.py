@@ -316,10 +316,17 @@ def build_app() -> gr.Blocks:
         attention_tab_out = query_out + [a_distance, a_mass]
         private = dict(api_visibility="private")
 
+        # What was computed on the previous face or model; cleared when either changes.
+        results_out = [l_gallery, l_di, l_json, l_spread, l_study_table, l_study_plot, t_plot, t_gallery,
+                       t_faces_plot, t_faces_table]
+
         def after_restore(event):
-            return (event.success(on_graph, graph_in, graph_out, **private)
-                    .success(on_attention_tab, query_in, attention_tab_out, **private)
-                    .success(on_lam_picker, [session, l_window], l_picker, **private))
+            # Each view follows the new face on its own, so that one view that cannot show it (a model without
+            # graph blocks has no graph) leaves no other view on the previous face.
+            event.success(lambda: [None] * len(results_out), None, results_out, **private)
+            event.success(on_graph, graph_in, graph_out, **private)
+            event.success(on_attention_tab, query_in, attention_tab_out, **private)
+            event.success(on_lam_picker, [session, l_window], l_picker, **private)
 
         restore_event = gr.on(
             [photo.change, scale.change, mode.change, crop.change, ensemble.change, preset.change],
@@ -371,9 +378,10 @@ def build_app() -> gr.Blocks:
             return (path, REAL if mode_ != REAL else gr.update(),
                     CENTRE if crop_ != CENTRE else gr.update())
 
+        photo_out = [p_boxes, p_notes, p_slider, p_gallery, p_download, p_faces]
         gr.on([p_photo.change, scale.change, ensemble.change, preset.change], on_photo,
-              [p_photo, scale, ensemble, preset, custom], [p_boxes, p_notes, p_slider, p_gallery, p_download, p_faces],
-              trigger_mode="always_last", **private)
+              [p_photo, scale, ensemble, preset, custom], photo_out, trigger_mode="always_last", **private)
+        upload_event.success(on_photo, [p_photo, scale, ensemble, preset, custom], photo_out, **private)
         p_gallery.select(on_choose_face, [p_faces, mode, crop], [photo, mode, crop], **private)
 
         # -- the API: stateless endpoints on hidden components, for gradio_client ------------------------------

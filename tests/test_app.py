@@ -161,6 +161,22 @@ def test_graph_api_callback_with_a_pixel(tmp_path, hopper_face):
         api_graph(path, 4, 0.85, "model's own", "released", 1, 2, row=3)
 
 
+def test_lam_api_callback_refuses_bad_windows(tmp_path, hopper_face):
+    import gradio as gr
+
+    from app.tabs.api import api_lam
+
+    path = save_png(hopper_face, tmp_path / "face.png")
+    for window in (0, -4, 129):  # the x8 restoration is 128 px
+        with pytest.raises(gr.Error, match=f"A {window} px window does not fit the 128x128 restoration"):
+            api_lam(path, 8, 0, 0, window)
+    for row, col in ((128, 0), (0, -1)):
+        with pytest.raises(gr.Error, match=rf"SR pixel \({row}, {col}\) is outside the 128x128 restoration"):
+            api_lam(path, 8, row, col, 8)
+    with pytest.raises(gr.Error, match="Give row, col"):
+        api_lam(path, 8, 0, None, 8)
+
+
 def test_bad_thresholds_and_checkpoint(tmp_path):
     import gradio as gr
 

@@ -53,8 +53,15 @@ def api_graph(path: str, scale: int, threshold_t: float, p: str, rule: str, grou
 
 def api_lam(path: str, scale: int, row: int, col: int, window: int) -> dict:
     """Diffusion index of GVTNet (and the SwinIR baseline) for the window whose top-left SR pixel is
-    (row, col)."""
+    (row, col), moved inside the restoration where it would overhang it (the answer's row and col are
+    where it was placed)."""
+    if row is None or col is None or window is None:
+        raise gr.Error("Give row, col (the window's top-left SR pixel) and window (its side, SR px).")
+    row, col, window = int(row), int(col), int(window)
     s = restore(path, scale, SIMULATE, FACE, False, default_preset(), None)
-    s.lam_centre = (int(row) + int(window) // 2, int(col) + int(window) // 2)
+    h, w = s.sr.height, s.sr.width
+    if not (0 <= row < h and 0 <= col < w):
+        raise gr.Error(f"SR pixel ({row}, {col}) is outside the {w}x{h} restoration.")
+    s.lam_centre = (row + window // 2, col + window // 2)  # run_lam refuses a window that does not fit
     return {name: {k: v for k, v in r.items() if k in ("di", "row", "col", "window")}
             for name, r in run_lam(s, window).items()}

@@ -9,6 +9,7 @@ from PIL import ImageDraw
 import analysis
 from analysis import graphs
 from gvtnet.inference import to_tensor
+from gvtnet.sr_models import has_graph
 from gvtnet.weights import describe
 
 from ..state import Session
@@ -88,11 +89,15 @@ def graph_view(s: Session, group: int, head: int, threshold_t: float, p: str, ru
                scope: str = "group", edges: str = "auto"):
     """(the large face with the selected window's graph as a file, a caption saying how to read it, the
     overview of every group x head, the window's adjacency heatmap, statistics rows) for the session's
-    selected pixel, kept across groups so that its node is looked up afresh in each."""
+    selected pixel, kept across groups so that its node is looked up afresh in each. A model without graph
+    blocks gets its face and a one-line reason, so that no earlier face's graph stays on screen."""
+    if not has_graph(s.model):
+        return (face_picker(s), f"This model ({describe(s.model.cfg)}) has no graph blocks: there is no graph to "
+                                "show. The Attention and LAM tabs work for it.", None, None, None)
     ins, group, head, sel = _selection(s, group, head, threshold_t, p, rule, graph_off, scope, edges)
     face = png(graphs.graph_image(ins, s.face, group, head, sel.pixel, sel.edges, cell=picker_cell(s)), "graph")
     stats = graphs.graph_stats(graphs.digraph(ins, group, head, window=sel.window))
-    return (face, graph_caption(ins, group, head, sel, graph_off), graphs.overview_figure(ins, sel.window, sel.node),
+    return (face, graph_caption(ins, group, head, sel, graph_off), graphs.overview_figure(ins, pixel=sel.pixel),
             graphs.adjacency_heatmap(ins, group, head, sel.window, sel.node), graphs.stats_table(stats))
 
 
@@ -150,10 +155,10 @@ def compared_inspections(s: Session, threshold_t: float, p: str, rule: str, grap
             cache[name] = analysis.inspect(model(), lr)
         return cache[name]
 
-    has_graph = "G" in s.model.cfg.block_pattern
-    out = {"GVTNet": inspect(s, threshold_t, p, rule, graph_off, scope) if has_graph
+    graph = has_graph(s.model)
+    out = {"GVTNet": inspect(s, threshold_t, p, rule, graph_off, scope) if graph
            else cached("GVTNet", s.model.variant)}
-    if has_graph:
+    if graph:
         cached("GVTNet, graph off", lambda: s.model.variant(use_graph=False))
     if NO_GRAPH in s.others:
         cached(NO_GRAPH, s.others[NO_GRAPH].variant)

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from analysis import lam as lam_analysis
 from analysis import lam_study
+from gvtnet.images import degrade
 from gvtnet.inference import to_tensor
 
 from ..examples import example_files
@@ -19,11 +20,12 @@ from .inputs import FACE, SIMULATE, png, prepare
 
 
 def lam_window(s: Session, window: int) -> tuple[int, int]:
-    """Top-left SR pixel of the window centred on the session's LAM point, kept inside the image."""
+    """Top-left SR pixel of the window centred on the session's LAM point, kept inside the image; gr.Error
+    for a window that is not 1 px to the restoration's side."""
     window = int(window)
     h, w = s.sr.height, s.sr.width
-    if window > min(h, w):
-        raise gr.Error(f"A {window} px window does not fit the {w}x{h} restoration.")
+    if not 1 <= window <= min(h, w):
+        raise gr.Error(f"A {window} px window does not fit the {w}x{h} restoration: give 1 to {min(h, w)} px.")
     r, c = s.lam_centre
     return min(max(r - window // 2, 0), h - window), min(max(c - window // 2, 0), w - window)
 
@@ -86,14 +88,20 @@ def run_lam(s: Session, window: int, progress=None) -> dict:
 
 def lam_study_view(s: Session, window: int, progress=None) -> tuple[str, str]:
     """A small analysis.lam_study: LAM of every model at the named face windows (eyes, nose, mouth) of
-    the example faces and the session's own (where it has an original). Returns (Markdown table, figure
-    file); progress(done, total) counts face-windows."""
-    faces = {Path(f).stem: to_tensor(prepare(f, s.scale, SIMULATE, FACE)[1]) for f in example_files()[:STUDY_FACES - 1]}
-    if s.hr is not None:
-        faces["your face"] = to_tensor(s.lr)
-    faces = {k: v for k, v in faces.items() if v.shape[-2:] == (s.lr.height, s.lr.width)}
-    side = s.lr.width * s.scale
-    result = lam_study.study(lam_models(s), faces, lam_study.face_windows(side, side, int(window)),
+    the example faces and the session's own. Returns (Markdown table, figure file); progress(done, total)
+    counts face-windows."""
+    lam_window(s, window)  # refuses a window that does not fit the restoration
+    width, height = s.sr.size
+
+    def example(path: str):
+        # The study's windows are one set of SR pixels for every face, so each example is simulated at the
+        # session's size (a real low-resolution face is seldom the examples' 128 px over the scale).
+        hr = prepare(path, s.scale, SIMULATE, FACE)[0].resize((width, height), Image.BICUBIC)
+        return to_tensor(degrade(hr, s.scale))
+
+    faces = {Path(f).stem: example(f) for f in example_files()[:STUDY_FACES - 1]}
+    faces["your face"] = to_tensor(s.lr)
+    result = lam_study.study(lam_models(s), faces, lam_study.face_windows(height, width, int(window)),
                              precision=LAM_PRECISION, resamples=2000, progress=progress)
     fig = lam_study.figure(result)
     buf = io.BytesIO()

@@ -1,0 +1,85 @@
+"""Every view shows the current face and model: the views follow a new face each on their own, a model
+without graph blocks clears the graph with a reason instead of stopping the others, and visitors at once
+get what each of them gets alone."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PIL import Image
+
+from conftest import ASSETS
+
+
+def test_each_view_follows_a_new_face_on_its_own():
+    """After every restore (a new face, or a checkpoint upload), the graph, the Attention tab, the LAM picker
+    and the clearing of earlier results each wait for the restore itself, not for one another: a view that
+    fails cannot leave the next on the previous face. The Photo tab re-runs after an upload too."""
+    from app.ui import build_app
+
+    demo = build_app()
+    deps = {d["id"]: d for d in demo.config["dependencies"]}
+    name = {i: demo.fns[i].name for i in deps}
+    restores = [i for i in deps if name[i] == "on_restore"]
+    assert len(restores) == 2  # a new face; a checkpoint upload
+    for r in restores:
+        followers = {name[i] for i, d in deps.items() if d["trigger_after"] == r and d["trigger_only_on_success"]}
+        assert {"on_graph", "on_attention_tab", "on_lam_picker", "<lambda>"} <= followers
+    upload = next(i for i in deps if name[i] == "load_checkpoint")
+    assert "on_photo" in {name[i] for i, d in deps.items() if d["trigger_after"] == upload}
+
+
+def test_a_model_without_graph_blocks_clears_the_graph_with_a_reason(tmp_path, astronaut_face):
+    from app.tabs.graph import attention_view, graph_view
+    from app.tabs.lam import lam_picker
+    from app.tabs.model import load_checkpoint
+    from app.tabs.restore import restore
+
+    path = tmp_path / "face.png"
+    astronaut_face.save(path)
+    swinir, _ = load_checkpoint(str(ASSETS / "swinir-light-x4.safetensors"))  # a GVTNet config without G blocks
+    s = restore(str(path), 4, "simulate", "centre", "", "light", swinir)
+    face, caption, overview, heatmap, stats = graph_view(s, 0, 0, 0.85, "model's own", "released")
+    assert face and "no graph blocks" in caption and overview is heatmap is stats is None
+    assert attention_view(s, 0, 1, 0, 0.85, "model's own", "released") is not None  # the other views still work
+    assert lam_picker(s, 16)
+
+
+@pytest.mark.server
+def test_visitors_at_once_get_what_each_gets_alone(app_url, tmp_path, astronaut_face, hopper_face):
+    """Six visitors at once, faces of several sizes, x4 and x8, restorations and graphs mixed: every answer
+    is the one the same request gets alone (the models are shared by every visitor)."""
+    from gradio_client import Client, handle_file
+
+    faces = {}
+    for name, img, side in (("a40", astronaut_face, 40), ("h24", hopper_face, 24), ("a128", astronaut_face, 128),
+                            ("h52", hopper_face, 52)):
+        faces[name] = str(tmp_path / f"{name}.png")
+        img.resize((side, side), Image.BICUBIC).save(faces[name])
+    requests = [("/upscale", (face, scale, mode)) for face in faces for scale in (4, 8) for mode in ("simulate", "real")]
+    requests += [("/graph", (face, 4, 0.5)) for face in faces]
+
+    def ask(client, request):
+        api, (face, *args) = request
+        out = client.predict(handle_file(faces[face]), *args, api_name=api)
+        return Image.open(out).tobytes() if api == "/upscale" else repr(out)
+
+    alone = {r: ask(Client(app_url, verbose=False), r) for r in requests}
+    answers, errors = [], []
+
+    def visitor(k):
+        try:
+            client = Client(app_url, verbose=False)
+            for r in requests[k::3] + requests[: k + 1]:
+                answers.append((r, ask(client, r)))
+        except Exception as e:  # noqa: BLE001 - any failure is the test's finding
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=visitor, args=(k % 3,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors
+    wrong = [r for r, a in answers if a != alone[r]]
+    assert len(answers) > 2 * len(requests) and not wrong, wrong
