@@ -452,3 +452,33 @@ def test_app_small_study_on_a_real_face_of_another_size(monkeypatch):
     assert seen["windows"] == lam_study.face_windows(100, 100, 16)
     with pytest.raises(gr.Error, match="does not fit the 100x100 restoration"):
         lam_study_view(s, 128)
+
+
+def test_batch_schedule_grows_while_it_pays_and_keeps_the_fastest():
+    """next_batch_size: 4 first; doubled while the time per point falls by 5% or more; then the fastest
+    size seen; never past the cap or the points left."""
+    nxt = lam.next_batch_size
+    assert nxt([], 50, 100) == 4 and nxt([], 3, 100) == 3 and nxt([], 50, 2) == 2
+    assert nxt([(4, 4.0)], 46, 100) == 8  # one batch: try twice the size
+    assert nxt([(4, 4.0), (8, 6.0)], 38, 100) == 16  # 0.75 s a point after 1.0: keep growing
+    assert nxt([(4, 4.0), (8, 6.0), (16, 16.0)], 22, 100) == 8  # 16 was slower a point: back to 8
+    assert nxt([(4, 4.0), (8, 6.0), (16, 16.0), (8, 6.1)], 14, 100) == 8  # and it stays
+    assert nxt([(4, 4.0), (8, 6.0)], 5, 100) == 5 and nxt([(4, 4.0), (8, 6.0)], 40, 10) == 10
+
+
+def test_the_adaptive_schedule_gives_the_fixed_schedules_map(model, lr16):
+    fixed = lam.local_attribution_map(model, lr16, 20, 24, fold=12, batch_size=1)
+    steps = []
+    adaptive = lam.local_attribution_map(model, lr16, 20, 24, fold=12, progress=lambda d, t: steps.append(d))
+    assert steps == [4, 12]  # batches of 4, then 8 (the rest)
+    np.testing.assert_allclose(adaptive.map, fixed.map, atol=1e-5)
+    assert adaptive.di == pytest.approx(fixed.di, abs=1e-3)
+
+
+def test_the_memory_cap_follows_the_model_and_the_machine(monkeypatch):
+    monkeypatch.setattr(lam, "available_memory", lambda: 24 << 30)
+    official = gvtnet.build_model("official-x4")
+    cap = lam.max_batch(official, torch.zeros(1, 3, 32, 32))
+    assert cap == 24  # 12 GB over 0.53 GB a point: about the 13 GB measured at 25 points
+    assert lam.max_batch(official, torch.zeros(1, 3, 32, 32), parallel_models=2) == cap // 2
+    assert lam.max_batch(nn.Upsample(scale_factor=4), torch.zeros(1, 3, 32, 32)) == 50
