@@ -292,7 +292,7 @@ def spread_figure(results: dict[str, LAMResult], fractions=MASS_FRACTIONS, floor
     """One panel per model, side by side: the map on a log scale from `floor` to 1 over the grey face,
     contours of the smallest areas holding each fraction of the attribution, and the window; DI and the
     areas in the titles. The faint tail that DI measures, and the linear overlay hides, is visible here."""
-    fig = Figure(figsize=(3.3 * len(results) + 0.8, 3.9), layout="constrained")
+    fig = Figure(figsize=(3.3 * len(results) + 0.8, 4.5), layout="constrained")
     axes = fig.subplots(1, len(results), squeeze=False)[0]
     colours = matplotlib.colormaps["cool"](np.linspace(0, 1, len(fractions)))
     for ax, (name, res) in zip(axes, results.items()):
@@ -312,8 +312,11 @@ def spread_figure(results: dict[str, LAMResult], fractions=MASS_FRACTIONS, floor
         ax.set_title(f"{name}: DI {res.di:.2f}\n" + ", ".join(f"{f:.0%} in {a:.1%}" for f, a in zip(fractions, areas)),
                      fontsize=9)
         ax.axis("off")
-    axes[0].legend(loc="lower left", fontsize=7, title="mass", title_fontsize=7, framealpha=0.6)
+    # The legend below the images, not on them; an empty band on top, where an app draws its image label.
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=len(fractions), fontsize=8,
+               title="contours: the smallest area holding this share of the attribution", title_fontsize=8)
     fig.colorbar(im, ax=list(axes), shrink=0.8, label="attribution / peak (log)")
+    fig.get_layout_engine().set(rect=(0, 0, 1, 0.92))
     return fig
 
 
