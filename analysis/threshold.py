@@ -27,7 +27,7 @@ from .graphs import edge_density
 class Sweep:
     """thresholds (k,); density (k, groups) edge density (distinct nodes, mean over heads); mad (k,) mean
     absolute difference of the SR output from the model's own setting (`own`, values in [0, 1]);
-    psnr_own (k,) PSNR (RGB, dB) against that output (inf where identical); psnr_hr (k,) against the HR
+    psnr_own (k,) PSNR (Y channel, dB, as everywhere in the project) against that output (inf where identical); psnr_hr (k,) against the HR
     face, or None; outputs (k, 3, sH, sW) clamped SR images; reference the model's own SR."""
 
     thresholds: np.ndarray
@@ -47,7 +47,7 @@ def _uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float("inf") if np.array_equal(a, b) else psnr(a, b, y_channel=False)
+    return float("inf") if np.array_equal(a, b) else psnr(a, b, y_channel=True)
 
 
 @torch.no_grad()
@@ -78,17 +78,17 @@ def sweep(model, lr: torch.Tensor, thresholds, hr: Image.Image | None = None, mi
 
 def sweep_figure(s: Sweep) -> go.Figure:
     """Plotly curves against T: edge density per group; change from the model's own output; PSNR vs HR."""
-    panels = ["edge density", "change from own output"] + (["PSNR vs HR (dB)"] if s.psnr_hr is not None else [])
+    panels = ["edge density", "change from own output"] + (["PSNR-Y vs HR (dB)"] if s.psnr_hr is not None else [])
     fig = make_subplots(1, len(panels), subplot_titles=panels, specs=[[{"secondary_y": i == 1} for i in range(len(panels))]])
     t = s.thresholds
     for g in range(s.density.shape[1]):
         fig.add_trace(go.Scatter(x=t, y=s.density[:, g], mode="lines+markers", name=f"group {g}"), 1, 1)
     fig.add_trace(go.Scatter(x=t, y=s.mad, mode="lines+markers", name="mean abs diff"), 1, 2)
     finite = np.where(np.isfinite(s.psnr_own), s.psnr_own, np.nan)  # identical outputs have infinite PSNR
-    fig.add_trace(go.Scatter(x=t, y=finite, mode="lines+markers", name="PSNR vs own (dB)", line=dict(dash="dot")),
+    fig.add_trace(go.Scatter(x=t, y=finite, mode="lines+markers", name="PSNR-Y vs own (dB)", line=dict(dash="dot")),
                   1, 2, secondary_y=True)
     if s.psnr_hr is not None:
-        fig.add_trace(go.Scatter(x=t, y=s.psnr_hr, mode="lines+markers", name="PSNR vs HR"), 1, 3)
+        fig.add_trace(go.Scatter(x=t, y=s.psnr_hr, mode="lines+markers", name="PSNR-Y vs HR"), 1, 3)
     for col in range(1, len(panels) + 1):
         fig.add_vline(x=s.own, line=dict(color="gray", dash="dash"), row=1, col=col)
     fig.update_xaxes(title_text="threshold T")
@@ -116,7 +116,7 @@ def sweep_png(s: Sweep) -> Figure:
     axes[1].set(title="mean abs diff from own output", xlabel="threshold T")
     if s.psnr_hr is not None:
         axes[2].plot(s.thresholds, s.psnr_hr, ".-")
-        axes[2].set(title="PSNR vs HR (dB)", xlabel="threshold T")
+        axes[2].set(title="PSNR-Y vs HR (dB)", xlabel="threshold T")
     for ax in axes:
         ax.axvline(s.own, color="gray", ls="--", lw=0.8)
     return fig

@@ -1,6 +1,7 @@
 """Evaluation as the paper's Table II: PSNR/SSIM on RGB and on Y for weights and test folders.
 
     python -m gvtnet.evaluate --weights assets/gvtnet-light-x4.safetensors --data ../shared/data/celeba-test-1000
+    python -m gvtnet.evaluate ... --graph-off    # also with the graph off at inference, paired face by face
 
 A bicubic row is always included; results go to stdout as Markdown and optionally to --json.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from scipy.stats import bootstrap
 from tqdm import tqdm
 
 from .data import FacePairs, image_files
@@ -67,8 +69,13 @@ def main(argv=None):
     add_ensemble_option(p)
     p.add_argument("--limit", type=int, default=0, help="use only the first N faces of each folder")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--graph-off", action="store_true",
+                   help="also each GVTNet with its graph off at inference (every edge kept, same weights), and "
+                        "the paired per-face PSNR-Y difference, off minus on, with a bootstrap 95%% interval")
     args = p.parse_args(argv)
     models = [(w.stem, load_model(w)) for w in args.weights]
+    if args.graph_off:
+        models += [(f"{n}, graph off", m.variant(use_graph=False)) for n, m in models if "G" in m.cfg.block_pattern]
     scales = sorted({m.cfg.upscale for _, m in models} or {args.scale or 4})
     results = []
     for folder in args.data:
@@ -76,11 +83,20 @@ def main(argv=None):
         for scale in scales:
             pairs = FacePairs.from_files(files, scale)
             rows = [("bicubic", None)] + [(n, m) for n, m in models if m.cfg.upscale == scale]
+            per_face = {}
             for name, model in rows:
                 ensemble = args.self_ensemble if model is not None else None
                 label = name + {None: "", "d8": "+", "flip": "+flip"}[ensemble]
-                m = evaluate_pairs(model, pairs, args.crop, ensemble, progress=True)
+                sr = restore_pairs(model, pairs, ensemble, progress=True)
+                per_face[name] = face_metrics(sr, pairs.hr.permute(0, 2, 3, 1).numpy(), args.crop)
+                m = dict(zip(("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y"), per_face[name].mean(0).tolist()))
                 results.append({"data": folder.name, "scale": scale, "method": label, "faces": len(pairs), **m})
+            for name in [n for n in per_face if f"{n}, graph off" in per_face]:
+                d = per_face[f"{name}, graph off"][:, 2] - per_face[name][:, 2]
+                ci = bootstrap((d,), np.mean, n_resamples=10_000, method="percentile", rng=np.random.default_rng(0))
+                print(f"{folder.name} x{scale} {name}: graph off minus on, PSNR-Y {d.mean():+.4f} dB (95% CI over "
+                      f"faces {ci.confidence_interval.low:+.4f} to {ci.confidence_interval.high:+.4f}), "
+                      f"higher on {np.mean(d > 0):.0%} of {len(d)} faces")
     print("| data | scale | method | PSNR-Y | SSIM-Y | PSNR-RGB | SSIM-RGB |")
     print("|---|---|---|---|---|---|---|")
     for r in results:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
 
 import networkx as nx
@@ -554,3 +555,17 @@ def test_report_writes_its_files(tmp_path, astronaut):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["lam"]) == {"GVTNet", "SwinIR"} and all(0 < v["di"] <= 100 for v in summary["lam"].values())
     assert len(summary["graphs"]["0"]) == 4 and summary["sweep"]["thresholds"] == [0.5, 0.85]
+
+
+def test_sweep_psnr_is_the_y_psnr_the_app_shows_everywhere(astronaut_face):
+    """The Threshold view's 'PSNR-Y vs HR' at the model's own T is the Y-channel PSNR of the model's output,
+    the figure the Restore tab and the model card give (it was once RGB: 28.03 against 29.64 dB)."""
+    from gvtnet.inference import super_resolve, to_uint8
+
+    model = gvtnet.load_model(Path(__file__).parents[1] / "assets" / "gvtnet-light-x4.safetensors")
+    lr = to_tensor(degrade(astronaut_face, 4))
+    s = threshold.sweep(model, lr, [model.cfg.threshold], hr=astronaut_face)
+    sr = to_uint8(super_resolve(model, lr))[0]
+    expected = psnr(sr, np.asarray(astronaut_face), y_channel=True)
+    assert s.psnr_hr[0] == pytest.approx(expected, abs=1e-9)
+    assert expected != pytest.approx(psnr(sr, np.asarray(astronaut_face), y_channel=False))
