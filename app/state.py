@@ -97,8 +97,10 @@ class Session:
     hr: the 128x128 original face (simulate mode) or None (a real low-resolution input); lr: the network's
     input; model / baseline_model: the GVTNet used (shared or the visitor's upload) and the SwinIR baseline;
     sr / bicubic / baseline: restorations at the SR size. inspection: the GVTNet's graphs and
-    attention under the graph settings `graph_key`, recomputed only when those change; attention_inspections:
-    those of the models the Attention tab compares that do not depend on the settings. graph_pixel: the LR
+    attention under `graph_settings` (a gvtnet.GraphSettings), recomputed only when those change;
+    attention_inspections: those of the models the Attention tab compares that do not depend on the settings;
+    drawn: what each tab last drew for this face ({tab title: its inputs}), so that showing a tab again
+    redraws nothing. graph_pixel: the LR
     pixel clicked on the graph view (its window and node are looked up in each group); query: the
     attention query (LR pixel); lam_centre: the LAM window's centre (SR pixel). others / others_sr: uploaded
     models of other architectures (gvtnet.load_sr_model) compared beside GVTNet, by name, and their
@@ -113,7 +115,8 @@ class Session:
     bicubic: Image.Image
     baseline: Image.Image | None
     inspection: object | None = None
-    graph_key: tuple | None = None
+    graph_settings: object | None = None
+    drawn: dict = field(default_factory=dict)
     attention_inspections: dict = field(default_factory=dict)
     others: dict = field(default_factory=dict)
     others_sr: dict = field(default_factory=dict)

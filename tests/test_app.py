@@ -6,6 +6,7 @@ import struct
 import threading
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +59,15 @@ def test_grayscale_stays_grayscale(tmp_path, hopper_face):
 
     s = restore(save_png(hopper_face.convert("L"), tmp_path / "gray.png"), 4, SIMULATE, CENTRE, False, "light", None)
     view = restore_view(s)
-    assert s.sr.mode == "L" and Image.open(view["gvtnet"]).mode == "L"
-    assert Image.open(view["vs_original"][1]).mode == "L"
+    assert s.sr.mode == "L" and Image.open(view.gvtnet).mode == "L"
+    assert Image.open(view.vs_original[1]).mode == "L"
 
 
 def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
-    from app.tabs.graph import face_picker, graph_view, picker_cell, select_graph_pixel, select_query
-    from app.tabs.inputs import CENTRE, SIMULATE
+    from app.context import values
+    from app.tabs.attention import select_query
+    from app.tabs.inputs import CENTRE, SIMULATE, face_picker, picker_cell
+    from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.lam import lam_window, place_lam
     from app.tabs.restore import restore
 
@@ -74,7 +77,7 @@ def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
     assert picker_cell(s) == 12  # 32 LR px drawn 384 px wide
     s = select_graph_pixel(s, [383, 0])  # top-right corner of the large face
     assert s.graph_pixel == (0, 31)
-    face, caption, overview, heat, stats = graph_view(s, 0, 0, 0.85, "model's own", "released")
+    face, caption, overview, heat, stats = values(graph_view(s, 0, 0))
     assert Image.open(face).size == (384, 384)
     node = int(s.inspection.graph(0).node_map[0, 31])
     assert f"**node {node}**" in caption and f"window {s.inspection.window_at(0, 0, 31)}**" in caption
@@ -93,7 +96,7 @@ def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
     """The selection is the clicked pixel: in every group its node is the one covering that pixel (group 1
     rolls by 6, so a fixed node index would jump across the face)."""
     from analysis import graphs
-    from app.tabs.graph import graph_view, select_graph_pixel
+    from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.inputs import CENTRE, SIMULATE
     from app.tabs.restore import restore
 
@@ -101,7 +104,7 @@ def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
     s = select_graph_pixel(s, [12 * 2 + 5, 12 * 1 + 5])  # LR pixel (1, 2), near the top-left
     nodes = []
     for group in (0, 1, 0):
-        _, caption, *_ = graph_view(s, group, 0, 0.85, "model's own", "released")
+        caption = graph_view(s, group, 0).caption
         ins = s.inspection
         nodes.append(int(ins.graph(group).node_map[1, 2]))
         assert f"**node {nodes[-1]}**" in caption
@@ -111,28 +114,30 @@ def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
 
 
 def test_graph_off_and_window_scope_in_the_view(tmp_path, astronaut_face):
-    from app.tabs.graph import graph_view
+    from app.context import DEFAULT_GRAPH
     from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.neighbour_graph import graph_view
     from app.tabs.restore import restore
 
     s = restore(save_png(astronaut_face, tmp_path / "face.png"), 4, SIMULATE, CENTRE, False, "light", None)
-    on = graph_view(s, 1, 0, 0.85, "model's own", "released")
-    off = graph_view(s, 1, 0, 0.85, "model's own", "released", graph_off=True)
-    assert dict((r[0], r[1]) for r in off[4])["density"] == 1 and "The graph is off" in off[1]
-    assert dict((r[0], r[1]) for r in on[4])["density"] < 1
+    on = graph_view(s, 1, 0)
+    off = graph_view(s, 1, 0, replace(DEFAULT_GRAPH, use_graph=False))
+    assert dict((r[0], r[1]) for r in off.stats)["density"] == 1 and "The graph is off" in off.caption
+    assert dict((r[0], r[1]) for r in on.stats)["density"] < 1
     assert s.inspection.graph(1).adjacency.all()
-    window = graph_view(s, 1, 0, 0.85, "model's own", "released", scope="window", edges="kept")
-    assert s.inspection.scope == "window" and "each window has a graph of its own" in window[1]
-    assert "the 0 edges kept" not in window[1] and "(cyan" in window[1]
+    window = graph_view(s, 1, 0, replace(DEFAULT_GRAPH, graph_scope="window"), edges="kept")
+    assert s.inspection.scope == "window" and "each window has a graph of its own" in window.caption
+    assert "the 0 edges kept" not in window.caption and "(cyan" in window.caption
 
 
 def test_threshold_sweep_over_the_example_faces(tmp_path, astronaut_face):
     from app.tabs.inputs import CENTRE, SIMULATE
     from app.tabs.restore import restore
+    from app.context import DEFAULT_GRAPH
     from app.tabs.threshold import SWEEP_THRESHOLDS, threshold_faces_view
 
     s = restore(save_png(astronaut_face, tmp_path / "face.png"), 8, SIMULATE, CENTRE, False, "light", None)
-    fig, rows = threshold_faces_view(s, "model's own", "released")
+    fig, rows = threshold_faces_view(s, DEFAULT_GRAPH)
     assert len(rows) == len(SWEEP_THRESHOLDS) + 1 and rows[-1][0] == "graph off"
     own = rows[[r[0] for r in rows].index(0.85)]
     assert own[1:3] == [0, 0]  # the model's own T changes nothing

@@ -20,17 +20,21 @@ def test_each_view_follows_a_new_face_on_its_own():
     demo = build_app()
     deps = {d["id"]: d for d in demo.config["dependencies"]}
     name = {i: demo.fns[i].name for i in deps}
+    where = {i: f"{demo.fns[i].fn.__module__}.{name[i]}" for i in deps}  # the tab's module, the function
     restores = [i for i in deps if name[i] == "on_restore"]
     assert len(restores) == 2  # a new face; a checkpoint upload
     for r in restores:
-        followers = {name[i] for i, d in deps.items() if d["trigger_after"] == r and d["trigger_only_on_success"]}
-        assert {"on_graph", "on_attention_tab", "on_lam_picker", "<lambda>"} <= followers
+        followers = {where[i] for i, d in deps.items() if d["trigger_after"] == r and d["trigger_only_on_success"]}
+        assert {"app.tabs.neighbour_graph.on_new_face", "app.tabs.attention.on_new_face", "app.tabs.lam.on_picker",
+                "app.context.<lambda>"} <= followers
     upload = next(i for i in deps if name[i] == "load_checkpoint")
     assert "on_photo" in {name[i] for i, d in deps.items() if d["trigger_after"] == upload}
 
 
 def test_a_model_without_graph_blocks_clears_the_graph_with_a_reason(tmp_path, astronaut_face):
-    from app.tabs.graph import attention_view, graph_view
+    from app.context import values
+    from app.tabs.attention import attention_view
+    from app.tabs.neighbour_graph import graph_view
     from app.tabs.lam import lam_picker
     from app.tabs.model import load_checkpoint
     from app.tabs.restore import restore
@@ -39,9 +43,9 @@ def test_a_model_without_graph_blocks_clears_the_graph_with_a_reason(tmp_path, a
     astronaut_face.save(path)
     swinir, _ = load_checkpoint(str(ASSETS / "swinir-light-x4.safetensors"))  # a GVTNet config without G blocks
     s = restore(str(path), 4, "simulate", "centre", "", "light", swinir)
-    face, caption, overview, heatmap, stats = graph_view(s, 0, 0, 0.85, "model's own", "released")
+    face, caption, overview, heatmap, stats = values(graph_view(s, 0, 0))
     assert face and "no graph blocks" in caption and overview is heatmap is stats is None
-    assert attention_view(s, 0, 1, 0, 0.85, "model's own", "released") is not None  # the other views still work
+    assert attention_view(s, 0, 1, 0) is not None  # the other views still work
     assert lam_picker(s, 16)
 
 

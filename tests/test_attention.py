@@ -323,34 +323,34 @@ def test_depth_figures(compared, astronaut_face):
 
 def test_attention_tab_callbacks(tmp_path, astronaut_face):
     from app.state import MODELS
-    from app.tabs.graph import (attention_depth_view, attention_view, compared_inspections, picker_cell, rollout_view,
-                                select_query)
-    from app.tabs.inputs import CENTRE, REAL, SIMULATE
+    from app.context import DEFAULT_GRAPH
+    from app.tabs.attention import attention_view, compared_inspections, depth_view, rollout_view, select_query
+    from app.tabs.inputs import CENTRE, REAL, SIMULATE, picker_cell
     from app.tabs.restore import restore
 
     path = tmp_path / "face.png"
     astronaut_face.save(path)
-    settings = (0.85, "model's own", "released")
+    settings = DEFAULT_GRAPH
     s = restore(str(path), 4, SIMULATE, CENTRE, False, "light", None)
-    inspections = compared_inspections(s, *settings)
+    inspections = compared_inspections(s, settings)
     assert list(inspections) == ["GVTNet", "GVTNet, graph off", "SwinIR"]
     assert inspections["SwinIR"].layout == "contiguous" and inspections["GVTNet, graph off"].blocks[1].kind == "G"
     assert all(blk.attn.record is None for m in (s.model, s.baseline_model) for g in m.layers for blk in g.blocks)
-    dist, mass = attention_depth_view(s, *settings)
+    dist, mass = (lambda v: (v.distance, v.mass))(depth_view(s, settings))
     assert len([t for t in dist.data if t.mode == "lines+markers"]) == 3
     cell = picker_cell(s)  # screen pixels per LR pixel of the clickable face
     s = select_query(s, [10 * cell + 1, 25 * cell + 1])
-    roll = rollout_view(s, "mean", *settings)
+    roll = rollout_view(s, "mean", settings)
     assert "(25, 10)" in roll.layout.title.text
-    again = compared_inspections(s, *settings)
+    again = compared_inspections(s, settings)
     assert again["SwinIR"] is inspections["SwinIR"]  # computed once per session
-    assert compared_inspections(s, 0.5, "model's own", "released")["GVTNet"] is not inspections["GVTNet"]
+    assert compared_inspections(s, replace(settings, threshold=0.5))["GVTNet"] is not inspections["GVTNet"]
     # a real low-resolution face of 27 px is padded: the figures say how much weight the padding takes
     small = tmp_path / "small.png"
     astronaut_face.resize((27, 27), Image.BICUBIC).save(small)
     s = restore(str(small), 4, REAL, CENTRE, False, "light", None)
-    assert "on the padding" in rollout_view(s, "mean", *settings).layout.annotations[0].text
-    assert "on the padding" in attention_view(s, 0, 0, 0, *settings).layout.annotations[0].text
+    assert "on the padding" in rollout_view(s, "mean", settings).layout.annotations[0].text
+    assert "on the padding" in attention_view(s, 0, 0, 0, settings).layout.annotations[0].text
     assert MODELS.baseline("light", 4) is s.baseline_model
 
 

@@ -396,13 +396,13 @@ def test_app_lam_with_an_uploaded_model(tmp_path, astronaut_face):
     s = restore(str(face), 4, SIMULATE, CENTRE, False, "light", None, compare)  # its x8 sets the scale
     upload = "ESRGAN (uploaded)"  # beside the shipped graph-free GVTNet, which x8 also has
     assert s.scale == 8 and list(s.others) == [NO_GRAPH, upload] and s.others_sr[upload].size == (128, 128)
-    assert [r[0] for r in metrics(s)][-1] == upload and len(restore_view(s)["others"]) == 2
+    assert [r[0] for r in metrics(s)][-1] == upload and len(restore_view(s).others) == 2
     assert "no graph layers" in model_summary(s.model, "shipped", s.others)
     calls = []
     v = lam_view(s, 16, lambda d, t: calls.append((d, t)))
-    assert list(v["models"]) == ["GVTNet", "SwinIR", NO_GRAPH, upload] and max(calls) == (200, 200)
-    assert v["precision"] == resolve_precision("auto") and v["spread"].endswith(".png")
-    r = v["models"][upload]
+    assert list(v.models) == ["GVTNet", "SwinIR", NO_GRAPH, upload] and max(calls) == (200, 200)
+    assert v.precision == resolve_precision("auto") and v.spread.endswith(".png")
+    r = v.models[upload]
     one = lam.local_attribution_map(compare, to_tensor(s.lr), r["row"], r["col"], 16, batch_size=50,
                                     precision=LAM_PRECISION)
     assert r["di"] == pytest.approx(one.di, abs=2e-3)
