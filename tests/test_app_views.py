@@ -87,3 +87,26 @@ def test_visitors_at_once_get_what_each_gets_alone(app_url, tmp_path, astronaut_
     assert not errors
     wrong = [r for r, a in answers if a != alone[r]]
     assert len(answers) > 2 * len(requests) and not wrong, wrong
+
+
+def test_a_new_view_is_one_module_and_one_line(monkeypatch):
+    """A tab module needs only a TITLE and build(ctx): added to ui.TABS, it gets its tab and follows new faces
+    through the shared context like the shipped ones."""
+    import types
+
+    import gradio as gr
+
+    from app import ui
+
+    def build(ctx):
+        size = gr.Markdown(elem_id="face-size")
+        ctx.on_new_face(lambda s: f"{s.lr.width} px", [ctx.session], size)
+
+    monkeypatch.setattr(ui, "TABS", [*ui.TABS, types.SimpleNamespace(TITLE="Face size", build=build)])
+    demo = ui.build_app()
+    tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert [t.label for t in tabs][-1] == "Face size"
+    restores = [d["id"] for d in demo.config["dependencies"] if demo.fns[d["id"]].name == "on_restore"]
+    sizes = [d for d in demo.config["dependencies"] if demo.fns[d["id"]].name == "<lambda>"
+             and d["trigger_after"] in restores and demo.fns[d["id"]].fn.__module__ == __name__]
+    assert len(sizes) == len(restores) == 2  # after a new face and after an upload
