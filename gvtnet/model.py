@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
+from .adjacency import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
 
 CELEBA_MEAN = (0.5430, 0.4217, 0.3605)  # the released GVTNet's input mean
 SWINIR_MEAN = (0.4488, 0.4371, 0.4040)  # SwinIR's (DIV2K) input mean

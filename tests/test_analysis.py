@@ -18,7 +18,7 @@ import analysis
 import gvtnet
 from analysis import attention, graphs, threshold
 from analysis.inspection import Geometry, node_centres, node_index_map, window_pixels, window_token
-from gvtnet.graph import adjacency, node_features
+from gvtnet.adjacency import adjacency, node_features
 from gvtnet.images import degrade
 from gvtnet.inference import to_image, to_tensor
 from gvtnet.metrics import psnr

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
 import gvtnet
-from gvtnet.graph import chebyshev_distance
+from gvtnet.adjacency import chebyshev_distance
 from gvtnet.model import GVTNetConfig, cyclic_shift, shift_mask
 from gvtnet.weights import infer_config, released_to_ours
 
