@@ -85,6 +85,11 @@ class GVTNetConfig:
     def kind(self, block: int) -> str:
         return self.block_pattern[block % len(self.block_pattern)]
 
+    @property
+    def has_graph(self) -> bool:
+        """Whether any block is a graph block (the pattern repeats along each group, from its first block)."""
+        return any(self.kind(b) == "G" for b in range(max(self.depths)))
+
     def shift(self, group: int, block: int) -> int:
         """Cyclic shift of a block's attention, before any reduction for small inputs."""
         if self.shift_rule == "alternate":

@@ -94,7 +94,7 @@ def scale_of(model: nn.Module) -> int:
 
 def has_graph(model: nn.Module) -> bool:
     """Whether the model builds patch graphs (a GVTNet with graph blocks) that the graph views can show."""
-    return isinstance(model, GVTNet) and "G" in model.cfg.block_pattern
+    return isinstance(model, GVTNet) and model.cfg.has_graph
 
 
 def model_name(model: nn.Module) -> str:

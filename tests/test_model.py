@@ -125,6 +125,14 @@ def test_variant_shares_weights_and_leaves_the_original_alone():
         model.variant(embed_dim=64)
 
 
+@pytest.mark.parametrize("pattern,depths,expected", [("SG", (2, 2), True), ("G", (1, 1), True),
+                                                      ("S", (2, 2), False), ("SG", (1, 1), False)])
+def test_has_graph_when_any_block_built_is_a_graph_block(pattern, depths, expected):
+    model = gvtnet.GVTNet(GVTNetConfig(embed_dim=12, num_heads=2, depths=depths, block_pattern=pattern))
+    assert model.cfg.has_graph is expected
+    assert expected == any(b.kind == "G" for g in model.layers for b in g.blocks)
+
+
 def test_invalid_configs_are_refused():
     with pytest.raises(ValueError):
         GVTNetConfig(embed_dim=50, num_heads=6)
