@@ -88,7 +88,7 @@ class GVTNetConfig:
     @property
     def has_graph(self) -> bool:
         """Whether any block is a graph block (the pattern repeats along each group, from its first block)."""
-        return any(self.kind(b) == "G" for b in range(max(self.depths)))
+        return "G" in self.block_pattern[: max(self.depths)]
 
     def shift(self, group: int, block: int) -> int:
         """Cyclic shift of a block's attention, before any reduction for small inputs."""

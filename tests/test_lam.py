@@ -381,9 +381,9 @@ def test_app_lam_with_an_uploaded_model(tmp_path, astronaut_face):
     from app.tabs.model import load_checkpoint, model_summary
     from app.tabs.restore import NO_GRAPH, metrics, restore, restore_view
     from gvtnet.inference import resolve_precision
-    from gvtnet.sr_models import _spandrel
+    from gvtnet.compat import import_spandrel
 
-    _spandrel()
+    import_spandrel()
     from spandrel.architectures.ESRGAN import ESRGAN
 
     torch.manual_seed(0)
