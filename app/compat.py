@@ -6,7 +6,6 @@ import ctypes
 
 import gradio as gr
 
-
 # Gradio keeps a closed tab's gr.State values for an hour, and its record of every session (a copy of the
 # page's config holding the last value of every output) until its capacity is reached; it has no public
 # call to drop one. Its state holder (gradio.state_holder.StateHolder, set on the Blocks when the app is

@@ -100,7 +100,7 @@ class GVTNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GVTNetConfig":
+    def from_dict(cls, d: dict) -> GVTNetConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -466,7 +466,7 @@ class GVTNet(nn.Module):
     GRAPH_FIELDS = ("threshold", "minkowski_p", "neighbour_rule", "distance_basis", "adjacency_mode",
                     "graph_qk_scale", "use_graph", "graph_scope")
 
-    def variant(self, **changes) -> "GVTNet":
+    def variant(self, **changes) -> GVTNet:
         """The same weights (shared, not copied) under other graph settings, e.g. a new threshold. The
         original is untouched, so concurrent users of one model can each try their own."""
         if set(changes) - set(self.GRAPH_FIELDS):

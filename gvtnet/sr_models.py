@@ -17,6 +17,7 @@ from .compat import import_spandrel, spandrel_call
 from .model import GVTNet
 from .weights import CheckpointError, describe, load_model, read_state_dict
 
+
 class SpandrelSR(nn.Module):
     """A network spandrel detected, as (N, 3, h, w) in [0, 1] -> (N, 3, s*h, s*w): the input padded to the
     architecture's size requirements (reflect, then replicate beyond the reflectable) and the output cropped

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
 import gvtnet
+from conftest import perturbed
 from gvtnet.adjacency import chebyshev_distance
 from gvtnet.model import GVTNetConfig, cyclic_shift, shift_mask
 from gvtnet.weights import infer_config, released_to_ours
@@ -65,15 +66,6 @@ def test_parameter_counts(preset, count):
 @pytest.mark.parametrize("preset", ["light-x4", "light-x8", "swinir-light-x4", "swinir-light-x8"])
 def test_light_presets_are_light(preset):
     assert sum(p.numel() for p in gvtnet.build_model(preset).parameters()) < 1_000_000
-
-
-def perturbed(preset, std=0.05, **kw):
-    """A model whose every weight is random (light presets start as plain bicubic otherwise)."""
-    torch.manual_seed(0)
-    model = gvtnet.build_model(preset, **kw).eval()
-    for p in model.parameters():
-        p.data.normal_(0, std)
-    return model
 
 
 @pytest.mark.parametrize("preset", ["light-x4", "swinir-light-x8"])

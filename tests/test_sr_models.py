@@ -12,11 +12,11 @@ from safetensors.torch import save_file
 import gvtnet
 from analysis import lam
 from gvtnet import inference
+from gvtnet.compat import import_spandrel
 from gvtnet.data import image_files
 from gvtnet.images import center_square, degrade, open_image
 from gvtnet.inference import super_resolve, to_tensor
 from gvtnet.metrics import psnr
-from gvtnet.compat import import_spandrel
 from gvtnet.sr_models import SpandrelSR, describe_model, has_graph, load_sr_model, model_name, scale_of
 from gvtnet.weights import CheckpointError
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import shutil
@@ -20,10 +19,10 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio
 
 import gvtnet
+from conftest import ASSETS, ROOT, need
 from gvtnet.data import FacePairs, image_files, split_files
 from gvtnet.evaluate import evaluate_pairs
 from gvtnet.inference import super_resolve
-from conftest import ASSETS, ROOT, need
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
