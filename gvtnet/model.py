@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
+from .adjacency import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
 
 CELEBA_MEAN = (0.5430, 0.4217, 0.3605)  # the released GVTNet's input mean
 SWINIR_MEAN = (0.4488, 0.4371, 0.4040)  # SwinIR's (DIV2K) input mean
@@ -103,6 +103,11 @@ class GVTNetConfig:
     def kind(self, block: int) -> str:
         return self.block_pattern[block % len(self.block_pattern)]
 
+    @property
+    def has_graph(self) -> bool:
+        """Whether any block is a graph block (the pattern repeats along each group, from its first block)."""
+        return "G" in self.block_pattern[: max(self.depths)]
+
     def shift(self, group: int, block: int) -> int:
         """Cyclic shift of a block's attention, before any reduction for small inputs."""
         if self.shift_rule == "alternate":
@@ -113,7 +118,7 @@ class GVTNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GVTNetConfig":
+    def from_dict(cls, d: dict) -> GVTNetConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -487,7 +492,7 @@ class GVTNet(nn.Module):
     GRAPH_FIELDS = ("threshold", "minkowski_p", "neighbour_rule", "distance_basis", "adjacency_mode",
                     "graph_qk_scale", "use_graph", "graph_scope")
 
-    def variant(self, settings: GraphSettings | None = None, **changes) -> "GVTNet":
+    def variant(self, settings: GraphSettings | None = None, **changes) -> GVTNet:
         """The same weights (shared, not copied) under other graph settings: a `GraphSettings` and/or any of
         GRAPH_FIELDS, e.g. `variant(threshold=0.6)`. The original is untouched, so concurrent users of one
         model can each try their own. A copy of the modules only, sharing every tensor: nothing is built or

@@ -147,6 +147,7 @@ def test_docs_table_is_the_commands_output():
     assert body[start : body.index(ablation.MARKERS[1])].strip() == ablation.tables(json.loads(results.read_text()))
 
 
+@pytest.mark.slow
 def test_lam_di_is_the_study_of_each_run(tmp_path, celeba_test):
     """A run's DI column is, face by face, the mean over the named windows of LAM's DI (fp32)."""
     from analysis import lam, lam_study

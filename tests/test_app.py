@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import to_array
+from conftest import ROOT, to_array
 from gvtnet.images import bicubic_upscale, degrade
 from gvtnet.metrics import psnr
 
@@ -199,17 +201,52 @@ def test_bad_thresholds_and_checkpoint(tmp_path):
 
 
 def test_model_tab_shows_the_recorded_ablation():
-    """The Model tab's table and figure are drawn from docs/ablation-results.json as it is."""
+    """The Model tab's tables hold docs/ablation-results.json's numbers, computed here from the records
+    themselves: bicubic's means, the shipped GVTNet row's mean over seeds with its seed range, its step from
+    the row above (dense graph) paired by seed, and the fine-tuned pair's face-by-face difference."""
     import json
+    from statistics import fmean
 
-    from analysis import ablation
     from app.state import ABLATION_RESULTS
     from app.tabs.model import ablation_figure, ablation_summary
 
     results = json.loads(ABLATION_RESULTS.read_text())
-    assert ablation.tables(results) in ablation_summary()
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in ablation_summary().splitlines()
+             if line.startswith("|")]
+
+    def row(text: str) -> list[str]:
+        return next(cells for cells in table if any(text in c for c in cells))
+
+    def mean(run: str, key: str = "psnr_y") -> float:
+        return fmean(results[run][key])
+
+    assert row("bicubic")[4:6] == [f"{mean('bicubic'):.3f}", f"{mean('bicubic', 'ssim_y'):.4f}"]
+    seeds = [s for s in range(4) if f"gvtnet-s{s}" in results]
+    assert len(seeds) >= 2
+    shipped = row("GVTNet light as shipped")
+    per_seed = [mean(f"gvtnet-s{s}") for s in seeds]
+    assert shipped[4] == f"{fmean(per_seed):.3f} ({min(per_seed):.3f}-{max(per_seed):.3f})"
+    assert shipped[3] == f"{len(seeds)} of 4"
+    step = fmean(mean(f"gvtnet-s{s}") - mean(f"dense-graph-s{s}") for s in seeds)
+    assert shipped[6].startswith(f"{step:+.3f} [") and shipped[6].endswith(f"({len(seeds)} seeds)")
+    removed = row("minus with graph, face by face")
+    faces = [a - b for a, b in zip(results["ft-strided"]["psnr_y"], results["ft-gvtnet"]["psnr_y"])]
+    assert removed[1].startswith(f"{fmean(faces):+.3f} (")
+    assert f"higher on {sum(d > 0 for d in faces) / len(faces):.0%} of faces" in removed[1]
     fig = Image.open(ablation_figure())
     assert fig.format == "PNG" and fig.width > 400
+
+
+def test_python_app_py_runs_one_torch_thread_per_job():
+    """app.py, as `python app.py` and a Space run it, sets one torch thread before it builds the app (the
+    queue runs jobs side by side), whatever was set before; build and launch are replaced by reports."""
+    code = ("import runpy, types, torch, app; torch.set_num_threads(2); "
+            "app.build_app = lambda: print('built with', torch.get_num_threads(), 'threads') or "
+            "types.SimpleNamespace(launch=lambda **kw: print('launched', sorted(kw))); "
+            "runpy.run_path('app.py', run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "built with 1 threads" in run.stdout and "launched ['max_file_size'" in run.stdout
 
 
 def test_examples_are_faces():
@@ -226,6 +263,7 @@ def test_examples_are_faces():
 # The API, through gradio_client
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("scale", [4, 8])
 @pytest.mark.parametrize("face", ["astronaut_face", "hopper_face"])
 def test_upscale_endpoint(client, tmp_path, request, face, scale):
@@ -240,6 +278,7 @@ def test_upscale_endpoint(client, tmp_path, request, face, scale):
     assert psnr(to_array(sr), to_array(hr)) > psnr(to_array(bicubic), to_array(hr))
 
 
+@pytest.mark.server
 def test_upscale_endpoint_finds_the_face_in_a_big_photo(client, tmp_path, astronaut):
     from gradio_client import handle_file
 
@@ -275,6 +314,7 @@ def bad_files(tmp_path) -> dict[str, tuple[Path, str]]:
     return out
 
 
+@pytest.mark.server
 def test_bad_inputs_get_clear_errors(client, tmp_path):
     from gradio_client import handle_file
 
@@ -284,6 +324,7 @@ def test_bad_inputs_get_clear_errors(client, tmp_path):
         assert words in str(err.value), f"{name}: {err.value}"
 
 
+@pytest.mark.server
 def test_graph_and_lam_endpoints(client, tmp_path, hopper_face):
     from gradio_client import handle_file
 
@@ -302,6 +343,8 @@ def test_graph_and_lam_endpoints(client, tmp_path, hopper_face):
     assert res["GVTNet"]["di"] > 0 and (res["GVTNet"]["row"], res["GVTNet"]["col"]) == (120, 0)
 
 
+@pytest.mark.server
+@pytest.mark.slow
 def test_eight_concurrent_clients(app_url, tmp_path, astronaut_face):
     """Eight visitors sending the same image at once, in a loop for a bounded time: every request answers
     with the same, complete PNG (identical results race on Gradio's content-addressed cache)."""

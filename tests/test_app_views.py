@@ -50,6 +50,7 @@ def test_a_model_without_graph_blocks_clears_the_graph_with_a_reason(tmp_path, a
 
 
 @pytest.mark.server
+@pytest.mark.slow
 def test_visitors_at_once_get_what_each_gets_alone(app_url, tmp_path, astronaut_face, hopper_face):
     """Six visitors at once, faces of several sizes, x4 and x8, restorations and graphs mixed: every answer
     is the one the same request gets alone (the models are shared by every visitor)."""

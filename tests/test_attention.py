@@ -15,21 +15,10 @@ from PIL import Image
 import analysis
 import gvtnet
 from analysis import attention
-from conftest import ASSETS
+from conftest import ASSETS, perturbed
 from gvtnet.images import degrade
 from gvtnet.inference import to_tensor
 from gvtnet.model import to_windows
-
-
-def perturbed(preset: str) -> gvtnet.GVTNet:
-    """An untrained model whose attention is far from uniform (weights scaled up)."""
-    torch.manual_seed(0)
-    m = gvtnet.build_model(preset).eval()
-    with torch.no_grad():
-        for blk in (b for g in m.layers for b in g.blocks):
-            for p in blk.attn.qkv.parameters():
-                p.mul_(8)
-    return m
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +227,7 @@ def test_padding_share_is_counted(shipped, padded_lr):
 
 @pytest.mark.parametrize("preset", ["light-x4", "swinir-light-x4"])
 def test_rollout_of_identity_attention_is_a_delta(preset, face_lr):
-    ins = analysis.inspect(perturbed(preset), face_lr)
+    ins = analysis.inspect(perturbed(preset, 0.5, only=".attn.qkv."), face_lr)
     nw, heads, n, _ = ins.blocks[0].attention.shape
     identity = with_attention(ins, lambda b: np.broadcast_to(np.eye(n, dtype=np.float32), (nw, heads, n, n)))
     for query, fusion, residual in (((0, 0), "mean", True), ((13, 22), "max", False), ((31, 5), "min", True)):
@@ -253,7 +242,7 @@ def test_rollout_of_identity_attention_is_a_delta(preset, face_lr):
 def test_rollout_is_the_product_of_block_matrices(preset, fusion, residual, hopper_face):
     """Against dense (HW, HW) matrices built from the model's own window partition, multiplied through."""
     lr = to_tensor(degrade(hopper_face, 8))  # 16 x 16: shifts apply (16 > 8), HW = 256
-    ins = analysis.inspect(perturbed(preset), lr)
+    ins = analysis.inspect(perturbed(preset, 0.5, only=".attn.qkv."), lr)
     hw = 16 * 16
     total = np.eye(hw)
     for b in ins.blocks:

@@ -1,4 +1,5 @@
-"""LAM and DI against the reference's definitions (the LAM_Demo reference code, as documented in ../shared/docs/lam-reference.md)."""
+"""LAM and DI against the reference's definitions (the LAM_Demo reference code, as documented in
+../shared/docs/lam-reference.md)."""
 from __future__ import annotations
 
 import numpy as np
@@ -380,10 +381,10 @@ def test_app_lam_with_an_uploaded_model(tmp_path, astronaut_face):
     from app.tabs.lam import LAM_PRECISION, lam_view
     from app.tabs.model import load_checkpoint, model_summary
     from app.tabs.restore import NO_GRAPH, metrics, restore, restore_view
+    from gvtnet.compat import import_spandrel
     from gvtnet.inference import resolve_precision
-    from gvtnet.sr_models import _spandrel
 
-    _spandrel()
+    import_spandrel()
     from spandrel.architectures.ESRGAN import ESRGAN
 
     torch.manual_seed(0)

@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
 import gvtnet
-from gvtnet.graph import chebyshev_distance
+from conftest import perturbed
+from gvtnet.adjacency import chebyshev_distance
 from gvtnet.model import GraphSettings, GVTNet, GVTNetConfig, cyclic_shift, shift_mask
 from gvtnet.weights import infer_config, released_to_ours
 
@@ -68,15 +69,6 @@ def test_parameter_counts(preset, count):
 @pytest.mark.parametrize("preset", ["light-x4", "light-x8", "swinir-light-x4", "swinir-light-x8"])
 def test_light_presets_are_light(preset):
     assert sum(p.numel() for p in gvtnet.build_model(preset).parameters()) < 1_000_000
-
-
-def perturbed(preset, std=0.05, **kw):
-    """A model whose every weight is random (light presets start as plain bicubic otherwise)."""
-    torch.manual_seed(0)
-    model = gvtnet.build_model(preset, **kw).eval()
-    for p in model.parameters():
-        p.data.normal_(0, std)
-    return model
 
 
 @pytest.mark.parametrize("preset", ["light-x4", "swinir-light-x8"])
@@ -158,6 +150,14 @@ def test_graph_settings_are_one_value_with_the_models_own_where_unset():
     other = model.variant(s, minkowski_p=1.0)  # settings and single fields together
     assert (other.cfg.threshold, other.cfg.use_graph, other.cfg.minkowski_p) == (0.5, False, 1.0)
     assert model.variant(GraphSettings()).cfg == model.cfg
+
+
+@pytest.mark.parametrize("pattern,depths,expected", [("SG", (2, 2), True), ("G", (1, 1), True),
+                                                      ("S", (2, 2), False), ("SG", (1, 1), False)])
+def test_has_graph_when_any_block_built_is_a_graph_block(pattern, depths, expected):
+    model = gvtnet.GVTNet(GVTNetConfig(embed_dim=12, num_heads=2, depths=depths, block_pattern=pattern))
+    assert model.cfg.has_graph is expected
+    assert expected == any(b.kind == "G" for g in model.layers for b in g.blocks)
 
 
 def test_invalid_configs_are_refused():

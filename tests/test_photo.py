@@ -1,4 +1,4 @@
-"""Whole photos (gvtnet.photo, gvtnet.infer, the app's Photo tab): the blend's math by hand, then a photo
+"""Whole photos (gvtnet.photo, gvtnet.upscale_files, the app's Photo tab): the blend's math by hand, then a photo
 composed of real faces, downscaled and restored, against the composition."""
 from __future__ import annotations
 
@@ -285,7 +285,7 @@ def test_find_faces_includes_find_face(group):
 
 
 def test_cli_folders_photos_broken_files_and_overwrite(tmp_path, group_x4, capsys):
-    from gvtnet.infer import main
+    from gvtnet.upscale_files import main
 
     _, lr, _ = group_x4
     src = tmp_path / "in"
@@ -321,8 +321,8 @@ def test_cli_folders_photos_broken_files_and_overwrite(tmp_path, group_x4, capsy
     assert e.value.code == 1
 
 
-def test_python_m_gvtnet_infer_does_not_warn():
-    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "gvtnet.infer", "--help"], cwd=ROOT,
+def test_python_m_gvtnet_upscale_files_does_not_warn():
+    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "gvtnet.upscale_files", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "Warning" not in run.stderr and "--photo" in run.stdout
 
