@@ -53,7 +53,7 @@ def build_app() -> gr.Blocks:
             VISITORS.leave(demo, request.session_hash)
 
         demo.unload(on_leave)
-    # Two jobs of each event at a time, one torch thread each (see state.py): the two cores stay busy, memory
+    # Two jobs of each event at a time, one torch thread each (set by app.py): the two cores stay busy, memory
     # stays bounded, and everyone else waits in the queue, seeing their place, rather than failing. LAM, the
     # slowest job and the largest (over a GB at a time), has one queue for the page and the API, run one job
     # at a time (a shared queue takes the lowest limit given).

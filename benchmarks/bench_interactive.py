@@ -32,12 +32,12 @@ def main():
     args = p.parse_args()
 
     from analysis import lam
-    from app.state import MODELS
     from app.context import DEFAULT_GRAPH
+    from app.state import MODELS
     from app.tabs.attention import attention_view, depth_view, rollout_view
     from app.tabs.inputs import FACE, SIMULATE, face_picker
-    from app.tabs.neighbour_graph import graph_view
     from app.tabs.lam import LAM_BATCH, LAM_PRECISION, lam_models, lam_view, lam_window
+    from app.tabs.neighbour_graph import graph_view
     from app.tabs.restore import restore, restore_view
     from app.tabs.threshold import threshold_faces_view, threshold_view
     from gvtnet.inference import to_tensor

@@ -69,8 +69,8 @@ def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
     from app.context import values
     from app.tabs.attention import select_query
     from app.tabs.inputs import CENTRE, SIMULATE, face_picker, picker_cell
-    from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.lam import lam_window, place_lam
+    from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.restore import restore
 
     s = restore(save_png(astronaut_face, tmp_path / "face.png"), 4, SIMULATE, CENTRE, False, "light", None)
@@ -98,8 +98,8 @@ def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
     """The selection is the clicked pixel: in every group its node is the one covering that pixel (group 1
     rolls by 6, so a fixed node index would jump across the face)."""
     from analysis import graphs
-    from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.restore import restore
 
     s = restore(save_png(astronaut_face, tmp_path / "face.png"), 4, SIMULATE, CENTRE, False, "light", None)
@@ -133,9 +133,9 @@ def test_graph_off_and_window_scope_in_the_view(tmp_path, astronaut_face):
 
 
 def test_threshold_sweep_over_the_example_faces(tmp_path, astronaut_face):
+    from app.context import DEFAULT_GRAPH
     from app.tabs.inputs import CENTRE, SIMULATE
     from app.tabs.restore import restore
-    from app.context import DEFAULT_GRAPH
     from app.tabs.threshold import SWEEP_THRESHOLDS, threshold_faces_view
 
     s = restore(save_png(astronaut_face, tmp_path / "face.png"), 8, SIMULATE, CENTRE, False, "light", None)

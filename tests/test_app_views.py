@@ -34,9 +34,9 @@ def test_each_view_follows_a_new_face_on_its_own():
 def test_a_model_without_graph_blocks_clears_the_graph_with_a_reason(tmp_path, astronaut_face):
     from app.context import values
     from app.tabs.attention import attention_view
-    from app.tabs.neighbour_graph import graph_view
     from app.tabs.lam import lam_picker
     from app.tabs.model import load_checkpoint
+    from app.tabs.neighbour_graph import graph_view
     from app.tabs.restore import restore
 
     path = tmp_path / "face.png"

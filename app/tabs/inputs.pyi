@@ -33,7 +33,6 @@ FACE, CENTRE = "face", "centre"
 P_CHOICES = {"model's own": None, "1": 1.0, "2": 2.0, "3": 3.0, "∞": math.inf}
 IMAGE = dict(format="png", type="filepath")  # lossless: Gradio's default WebP would falsify any measurement
 
-from gradio.events import Dependency
 
 class PhotoInput(gr.Image):
     """gr.Image that passes the uploaded file on untouched. Gradio's own preprocessing opens the file with
@@ -46,7 +45,9 @@ class PhotoInput(gr.Image):
 
     def get_block_name(self) -> str:
         return "image"
-    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from collections.abc import Callable, Sequence
+    from typing import TYPE_CHECKING, Any, Literal
+
     from gradio.blocks import Block
     if TYPE_CHECKING:
         from gradio.components import Timer
