@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from analysis import ablation, attention, lam
+from analysis import attention, lam
+from analysis.studies import ablation
 
 from .examples import example_files, group_file, lfw_files
 from .state import MODELS, SESSION_TTL_S, VISITORS
@@ -171,7 +172,7 @@ def build_app() -> gr.Blocks:
                         gr.Markdown("One face moves by hundredths of a dB. Over several faces, the band is the "
                                     "spread between faces and the dashed line the same weights with the graph off: "
                                     "where the band holds that line, T does not matter for this model. (More faces: "
-                                    "`python -m analysis.sweep FOLDER --weights ...`.)")
+                                    "`python -m analysis.studies.sweep FOLDER --weights ...`.)")
                         t_faces_run = gr.Button("Sweep over the example faces and this one")
                         t_faces_plot = gr.Plot(label="PSNR change and edge density over the faces",
                                                elem_id="threshold-faces")
@@ -194,7 +195,7 @@ def build_app() -> gr.Blocks:
                         with gr.Accordion("Across faces: a small study", open=False):
                             gr.Markdown(f"LAM of every model at the eyes, nose and mouth of {STUDY_FACES} faces "
                                         "(the examples and yours), with the window size above: mean DI per "
-                                        "model and the paired differences. `python -m analysis.lam_study` runs "
+                                        "model and the paired differences. `python -m analysis.studies.lam_study` runs "
                                         "it on many faces.")
                             l_study = gr.Button("Run the small study")
                             l_study_table = gr.Markdown(elem_id="lam-study")

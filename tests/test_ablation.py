@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gvtnet
-from analysis import ablation
+from analysis.studies import ablation
 from conftest import ROOT
 
 ROWS = {r.name: r for r in ablation.ROWS + ablation.VARIANTS}
@@ -149,7 +149,8 @@ def test_docs_table_is_the_commands_output():
 
 def test_lam_di_is_the_study_of_each_run(tmp_path, celeba_test):
     """A run's DI column is, face by face, the mean over the named windows of LAM's DI (fp32)."""
-    from analysis import lam, lam_study
+    from analysis import lam
+    from analysis.studies import lam_study
 
     torch.manual_seed(0)
     model = gvtnet.build_model("light-x8")

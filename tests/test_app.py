@@ -197,7 +197,7 @@ def test_model_tab_shows_the_recorded_ablation():
     """The Model tab's table and figure are drawn from docs/ablation-results.json as it is."""
     import json
 
-    from analysis import ablation
+    from analysis.studies import ablation
     from app.state import ABLATION_RESULTS
     from app.tabs.model import ablation_figure, ablation_summary
 

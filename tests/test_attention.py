@@ -355,7 +355,7 @@ def test_attention_tab_callbacks(tmp_path, astronaut_face):
 
 
 def test_distances_command(tmp_path, capsys, shipped, astronaut_face, hopper_face):
-    from analysis import distances
+    from analysis.studies import distances
 
     for i, face in enumerate((astronaut_face, hopper_face)):
         face.save(tmp_path / f"{i}.png")

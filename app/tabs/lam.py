@@ -10,7 +10,7 @@ import gradio as gr
 from PIL import Image, ImageDraw
 
 from analysis import lam as lam_analysis
-from analysis import lam_study
+from analysis.studies import lam_study
 from gvtnet.images import degrade
 from gvtnet.inference import to_tensor
 
@@ -87,7 +87,7 @@ def run_lam(s: Session, window: int, progress=None) -> dict:
 
 
 def lam_study_view(s: Session, window: int, progress=None) -> tuple[str, str]:
-    """A small analysis.lam_study: LAM of every model at the named face windows (eyes, nose, mouth) of
+    """A small analysis.studies.lam_study: LAM of every model at the named face windows (eyes, nose, mouth) of
     the example faces and the session's own. Returns (Markdown table, figure file); progress(done, total)
     counts face-windows."""
     lam_window(s, window)  # refuses a window that does not fit the restoration

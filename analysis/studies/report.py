@@ -1,6 +1,6 @@
 """Every analysis figure for one face, as PNG files and one self-contained HTML page (plotly inlined).
 
-    python -m analysis.report FACE --weights assets/gvtnet-light-x4.safetensors --out DIR \
+    python -m analysis.studies.report FACE --weights assets/gvtnet-light-x4.safetensors --out DIR \
         [--baseline assets/swinir-light-x4.safetensors] [--scale N]
 
 FACE is any image: its centre square, resized to 128 x 128, is the HR face; the LR face is its bicubic
@@ -28,8 +28,8 @@ from gvtnet.metrics import psnr
 from gvtnet.sr_models import load_sr_model, model_name, scale_of
 from gvtnet.weights import describe, load_model
 
-from . import attention, graphs, lam, threshold
-from .inspection import inspect
+from .. import attention, graphs, lam, threshold
+from ..inspection import inspect
 
 
 class Page:

@@ -1,6 +1,7 @@
 """Does the graph threshold T matter for a model? Sweep it over a folder of faces.
 
-    python -m analysis.sweep ../shared/data/celeba-test-1000 --weights assets/gvtnet-light-x4.safetensors --limit 100
+    python -m analysis.studies.sweep ../shared/data/celeba-test-1000 --weights assets/gvtnet-light-x4.safetensors \
+        --limit 100
 
 Each face is centre-cropped to 128 px and degraded by the model's scale; prints, per T and with the graph
 off, the mean and spread over the faces of the PSNR change against the model's own T and of the edge
@@ -17,7 +18,7 @@ from tqdm import tqdm
 from gvtnet.data import FacePairs, image_files
 from gvtnet.weights import load_model
 
-from . import threshold
+from .. import threshold
 
 
 def main(argv=None):

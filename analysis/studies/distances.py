@@ -4,9 +4,9 @@ renormalised) and, apart from it, the softmax weight the graph cut (`attention.m
 total after the graph; and, for faces not a multiple of the window size, the share of attention that falls
 on the mirror padding.
 
-    python -m analysis.distances --weights assets/gvtnet-light-x4.safetensors \
+    python -m analysis.studies.distances --weights assets/gvtnet-light-x4.safetensors \
         --baseline assets/swinir-light-x4.safetensors --data ../shared/data/celeba-test-1000 --faces 20
-    python -m analysis.distances ... --lr-size 27        # real-LR faces of 27 px: padded to 32
+    python -m analysis.studies.distances ... --lr-size 27        # real-LR faces of 27 px: padded to 32
 
 Faces are the folder's first images (sorted), centre squares resized to 128 px and bicubic-downscaled by
 the model's scale, as in evaluation (or to --lr-size px). Prints Markdown tables.
@@ -25,8 +25,8 @@ from gvtnet.images import HR_SIZE, ImageError, center_square, degrade, open_imag
 from gvtnet.inference import to_tensor
 from gvtnet.weights import load_model
 
-from .attention import KIND_NAMES, attention_distance, attention_mass, block_label
-from .inspection import inspect
+from ..attention import KIND_NAMES, attention_distance, attention_mass, block_label
+from ..inspection import inspect
 
 
 def compared_models(model, baseline=None) -> dict:

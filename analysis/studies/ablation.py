@@ -1,9 +1,9 @@
 """Table I at light scale: what the graph, the strided windows and the depthwise q/k/v each contribute.
 
-    python -m analysis.ablation train --workers 2      # every run, resumable (run it again to continue)
-    python -m analysis.ablation evaluate               # score finished runs -> docs/ablation-results.json
-    python -m analysis.ablation lam                    # their LAM diffusion index on 50 faces -> same file
-    python -m analysis.ablation table --write docs/ABLATION.md   # the tables and figure, from that file
+    python -m analysis.studies.ablation train --workers 2      # every run, resumable (run it again to continue)
+    python -m analysis.studies.ablation evaluate               # score finished runs -> docs/ablation-results.json
+    python -m analysis.studies.ablation lam                    # their LAM diffusion index on 50 faces -> same file
+    python -m analysis.studies.ablation table --write docs/ABLATION.md   # the tables and figure, from that file
 
 Every run trains a light x8 network from scratch with the same data, recipe, number of updates and seed
 (`RECIPE`); rows differ only in their config. Rows 1-3 are also trained with seeds 1 and 2, so that each
@@ -33,7 +33,7 @@ from gvtnet.weights import load_model, state_dict_sha256
 from . import lam_study
 
 # The shipped GVTNet x8 keeps 48.6% of its edges at T = 0.35 (0.486 +- 0.034 over the first 100
-# celeba-test-1000 faces: `python -m analysis.sweep ../shared/data/celeba-test-1000 --weights
+# celeba-test-1000 faces: `python -m analysis.studies.sweep ../shared/data/celeba-test-1000 --weights
 # assets/gvtnet-light-x8.safetensors --thresholds 0.3,0.35,0.4`), 95.7% at the released 0.85.
 SPARSE_T = 0.35
 
@@ -184,7 +184,7 @@ LAM_FACES = 50
 
 
 def lam_di(root: Path, data: Path, results_path: Path, faces: int = LAM_FACES) -> dict:
-    """Per-face diffusion index (mean over analysis.lam_study's named windows) of every evaluated run not
+    """Per-face diffusion index (mean over analysis.studies.lam_study's named windows) of every evaluated run not
     yet scored, added to `results_path` as 'di' after each; the study's records go to root/NAME/lam_study.json."""
     results = json.loads(results_path.read_text())
     models = {"shipped-gvtnet": Path("assets/gvtnet-light-x8.safetensors")}
@@ -379,7 +379,7 @@ def figure(results: dict) -> Figure:
     return fig
 
 
-MARKERS = ("<!-- ablation table: made by `python -m analysis.ablation table --write docs/ABLATION.md` -->",
+MARKERS = ("<!-- ablation table: made by `python -m analysis.studies.ablation table --write docs/ABLATION.md` -->",
            "<!-- end of table -->")
 
 

@@ -2,7 +2,7 @@
 models differ, face by face, with bootstrap intervals. The paper's "largest pixel utilisation range"
 claim (its Fig. 4, one face) tested on many faces.
 
-    python -m analysis.lam_study --weights A.safetensors B.pth ... --data DIR --faces 100 --out DIR \
+    python -m analysis.studies.lam_study --weights A.safetensors B.pth ... --data DIR --faces 100 --out DIR \
         [--windows left_eye right_eye nose mouth | --windows NAME:ROW,COL,SIZE ...] [--precision auto] \
         [--graph-off]   # also each GVTNet with its graph switched off at inference
 
@@ -42,7 +42,7 @@ from gvtnet.inference import resolve_precision, to_tensor
 from gvtnet.sr_models import describe_model, has_graph, load_sr_model, scale_of
 from gvtnet.weights import state_dict_sha256
 
-from .lam import attribution_maps
+from ..lam import attribution_maps
 
 # Window centres (row, col) as fractions of the face's side, for aligned faces (CelebA's crops: the eyes
 # on a line at about 38% of the height, the mouth at about 68%).
