@@ -83,6 +83,26 @@ def test_a_scored_run_is_not_trained_again(tmp_path):
     assert "gvtnet-s0" not in names and "sparse-s1" not in names and "gvtnet-s1" in names
 
 
+def test_train_closes_each_log_when_its_process_ends(tmp_path, monkeypatch):
+    logs = []
+
+    class Finished:  # a training process that has already ended
+        returncode = 0
+
+        def __init__(self, cmd, stdout, stderr):
+            self.log = stdout
+            logs.append(stdout)
+
+        def wait(self, timeout):
+            assert not self.log.closed  # open while the process may still write to it
+            return 0
+
+    monkeypatch.setattr(ablation, "pending", lambda *a: [(n, tmp_path / n, []) for n in ("a", "b", "c")])
+    monkeypatch.setattr(ablation.subprocess, "Popen", Finished)
+    ablation.train(tmp_path, "data", 2, tmp_path / "results.json")
+    assert len(logs) == 3 and all(log.closed for log in logs)
+
+
 def test_step_against_a_hand_computation():
     """Seed-paired: the step is the mean over seeds of (row minus the row above), each seed's a mean over
     faces, with a t-interval over seeds; the seed-0-only or mean-of-means comparison is never used."""

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -132,7 +133,7 @@ def train(root: Path, data: str, workers: int, results_path: Path) -> None:
     """Trains every pending run, `workers` at a time at low priority, each resumable."""
     todo = pending(root, results_path)
     bar = tqdm(total=len(todo), desc="ablation runs")
-    active: list[tuple[str, subprocess.Popen]] = []
+    active: list[tuple[str, subprocess.Popen, IO[str]]] = []  # (label, process, its log file)
     while todo or active:
         while todo and len(active) < workers:
             label, out, args = todo.pop(0)
@@ -140,14 +141,15 @@ def train(root: Path, data: str, workers: int, results_path: Path) -> None:
             cmd = ["nice", "-n", "19", sys.executable, "-m", "gvtnet.train", *args, "--data", data,
                    "--out", str(out), "--resume", "--no-progress"]
             log = open(out / "train.out", "a")
-            active.append((label, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)))
-        label, proc = active[0]
+            active.append((label, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+        label, proc, log = active[0]
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             active.append(active.pop(0))
             continue
         active.pop(0)
+        log.close()
         bar.write(f"{label}: {'done' if proc.returncode == 0 else f'exit {proc.returncode}'}")
         bar.update(1)
     bar.close()
