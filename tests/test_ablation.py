@@ -180,7 +180,7 @@ def test_lam_di_is_the_study_of_each_run(tmp_path, celeba_test):
     results_path.write_text(json.dumps({"gvtnet-s0": {"psnr_y": [0.0], "ssim_y": [0.0]}}))
     di = ablation.lam_di(tmp_path, celeba_test, results_path, faces=1)["gvtnet-s0"]["di"]
     assert json.loads(results_path.read_text())["gvtnet-s0"]["di"] == di and len(di) == 1
-    (lr,) = lam_study.load_faces(celeba_test, 1, 8).values()
+    (lr,) = lam_study.lr_faces_by_name(celeba_test, 1, 8).values()
     model = gvtnet.load_model(tmp_path / "gvtnet-s0" / "model.safetensors")
     expected = np.mean([lam.local_attribution_map(model, lr, w.row, w.col, w.size).di
                         for w in lam_study.face_windows(128, 128)])

@@ -364,7 +364,7 @@ def test_distances_command(tmp_path, capsys, shipped, astronaut_face, hopper_fac
                     str(ASSETS / "swinir-light-x4.safetensors"), "--data", str(tmp_path), "--lr-size", "27"])
     out = capsys.readouterr().out
     assert "2 faces" in out and "27 px padded to 32" in out
-    faces = distances.load_faces(str(tmp_path), 20, 4, 27)
+    faces = distances.lr_face_list(str(tmp_path), 20, 4, 27)
     assert [f.shape for f in faces] == [(1, 3, 27, 27)] * 2
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| 0.1 |")]
     assert len(rows) == 4  # reach, mass cut, row total, padding share

@@ -36,3 +36,15 @@ def test_old_command_warns_and_runs_the_new_main(name, monkeypatch, capsys):
     with pytest.raises(SystemExit) as stop, pytest.warns(DeprecationWarning, match=f"analysis.studies.{name}"):
         runpy.run_module(f"analysis.{name}", run_name="__main__")
     assert stop.value.code == 0 and capsys.readouterr().out == usage != ""
+
+
+def test_lam_study_load_faces_is_the_deprecated_name_of_lr_faces_by_name(tmp_path):
+    from PIL import Image
+
+    from analysis.studies import lam_study
+
+    Image.new("RGB", (140, 130), (200, 120, 90)).save(tmp_path / "face.png")
+    with pytest.warns(DeprecationWarning, match="lr_faces_by_name"):
+        old = lam_study.load_faces(tmp_path, 1, 4)
+    new = lam_study.lr_faces_by_name(tmp_path, 1, 4)
+    assert list(old) == list(new) == ["face.png"] and old["face.png"].equal(new["face.png"])

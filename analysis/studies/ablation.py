@@ -193,7 +193,7 @@ def lam_di(root: Path, data: Path, results_path: Path, faces: int = LAM_FACES) -
     models |= {out.name: out / "model.safetensors" for _, out, _ in runs(root)}
     todo = {name: path for name, path in models.items()
             if name in results and "di" not in results[name] and path.exists()}
-    lr = lam_study.load_faces(data, faces, 8) if todo else {}
+    lr = lam_study.lr_faces_by_name(data, faces, 8) if todo else {}
     for name, path in tqdm(todo.items(), desc="LAM of runs"):
         with tqdm(desc=f"{name} (face-windows)", leave=False) as bar:
             def step(done, total):

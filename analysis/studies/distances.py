@@ -79,7 +79,7 @@ def mean_and_spread(values: np.ndarray, digits: int) -> str:
     return f"{values.mean():.{digits}f} ± {values.reshape(len(values), -1).mean(1).std():.{digits}f}"
 
 
-def load_faces(folder: str, count: int, scale: int, lr_size: int | None) -> list[torch.Tensor]:
+def lr_face_list(folder: str, count: int, scale: int, lr_size: int | None) -> list[torch.Tensor]:
     """(1, 3, h, w) LR faces: the first `count` readable images of `folder`, as in evaluation."""
     faces = []
     for path in image_files(folder):
@@ -104,7 +104,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     model = load_model(args.weights)
     models = compared_models(model, load_model(args.baseline) if args.baseline else None)
-    faces = load_faces(args.data, args.faces, model.cfg.upscale, args.lr_size)
+    faces = lr_face_list(args.data, args.faces, model.cfg.upscale, args.lr_size)
     if not faces:
         raise SystemExit(f"no readable images in {args.data}")
     prof = depth_profile(models, faces)

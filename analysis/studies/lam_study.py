@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,11 +75,19 @@ def face_windows(height: int, width: int, size: int = 16, names=tuple(FACE_POINT
     return out
 
 
-def load_faces(folder: str | Path, count: int, scale: int, hr_size: int = HR_SIZE) -> dict[str, torch.Tensor]:
+def lr_faces_by_name(folder: str | Path, count: int, scale: int,
+                     hr_size: int = HR_SIZE) -> dict[str, torch.Tensor]:
     """{file name: LR face (1, 3, hr_size/scale, hr_size/scale)} of the first `count` images (sorted by
     name): each one's centre square at hr_size, bicubic-downscaled by `scale`, as the evaluation does."""
     return {p.name: to_tensor(degrade(center_square(open_image(p).convert("RGB"), hr_size), scale))
             for p in image_files(folder)[:count]}
+
+
+def load_faces(*args, **kwargs) -> dict[str, torch.Tensor]:
+    """Deprecated name of `lr_faces_by_name` (older READMEs show it)."""
+    warnings.warn("lam_study.load_faces is deprecated: use lam_study.lr_faces_by_name", DeprecationWarning,
+                  stacklevel=2)
+    return lr_faces_by_name(*args, **kwargs)
 
 
 def tensor_sha256(t: torch.Tensor) -> str:
@@ -349,7 +358,7 @@ def main(argv=None):
     if args.graph_off:
         models |= {f"{name}, graph off": m.variant(use_graph=False) for name, m in models.items() if has_graph(m)}
     scale = scale_of(next(iter(models.values())))
-    faces = load_faces(args.data, args.faces, scale)
+    faces = lr_faces_by_name(args.data, args.faces, scale)
     side = next(iter(faces.values())).shape[-1] * scale
     named = face_windows(side, side, args.window_size, [w for w in args.windows if isinstance(w, str)])
     windows = named + [w for w in args.windows if isinstance(w, Window)]
