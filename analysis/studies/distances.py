@@ -23,6 +23,7 @@ from tqdm import tqdm
 from gvtnet.data import image_files
 from gvtnet.images import HR_SIZE, ImageError, center_square, degrade, open_image
 from gvtnet.inference import to_tensor
+from gvtnet.sr_models import has_graph
 from gvtnet.weights import load_model
 
 from ..attention import KIND_NAMES, attention_distance, attention_mass, block_label
@@ -33,7 +34,7 @@ def compared_models(model, baseline=None) -> dict:
     """{name: model}: GVTNet, the same weights with the graph off (if it has graph blocks) and the SwinIR
     baseline, all as variants, so that capturing never touches the models passed in."""
     models = {"GVTNet": model.variant()}
-    if "G" in model.cfg.block_pattern:
+    if has_graph(model):
         models["GVTNet, graph off"] = model.variant(use_graph=False)
     if baseline is not None:
         models["SwinIR"] = baseline.variant()

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from gvtnet.images import bicubic_upscale, center_square, degrade, open_image
 from gvtnet.inference import to_image, to_tensor
 from gvtnet.metrics import psnr
-from gvtnet.sr_models import load_sr_model, model_name, scale_of
+from gvtnet.sr_models import has_graph, load_sr_model, model_name, scale_of
 from gvtnet.weights import describe, load_model
 
 from .. import attention, graphs, lam, threshold
@@ -125,7 +125,7 @@ def lam_section(page: Page, model, lr, args) -> dict:
     row = args.row if args.row is not None else (s * h - args.window) // 2
     col = args.col if args.col is not None else (s * w - args.window) // 2
     page.heading(f"LAM of the {args.window} x {args.window} SR window at ({row}, {col})")
-    models = {"GVTNet" if "G" in model.cfg.block_pattern else "model": model}
+    models = {"GVTNet" if has_graph(model) else "model": model}
     if args.baseline:
         base = load_sr_model(args.baseline)
         if scale_of(base) != s:

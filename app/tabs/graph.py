@@ -182,7 +182,7 @@ def rollout_view(s: Session, head_fusion: str, threshold_t: float, p: str, rule:
 
 
 def face_picker(s: Session, mark: tuple[int, int] | None = None) -> str:
-    """The face as a large file to click on (at least graphs.MIN_SIDE px a side, nearest-upscaled, each LR
+    """The face as a large file to click on (at least graphs.MIN_DRAWN_SIDE px a side, nearest-upscaled, each LR
     pixel `picker_cell(s)` px, so `lr_pixel` reads a click back), with the LR pixel `mark` outlined."""
     k = picker_cell(s)
     img = graphs.face_canvas(s.face, (s.lr.height, s.lr.width), k)
