@@ -7,6 +7,7 @@ import gradio as gr
 from analysis import attention, lam
 from analysis.studies import ablation
 
+from .captions import ATTENTION_CAPTION, DISTANCE_CAPTION, MASS_CAPTION, ROLLOUT_CAPTION
 from .examples import example_files, group_file, lfw_files
 from .state import MODELS, SESSION_TTL_S, VISITORS
 from .tabs.api import api_graph, api_lam, api_upscale
@@ -153,16 +154,16 @@ def build_app() -> gr.Blocks:
                                     a_head = gr.Slider(0, 3, 0, step=1, label="Head")
                                 a_plot = gr.Plot(label="The query's attention in one block and head",
                                                  elem_id="attention")
-                                gr.Markdown(attention.ATTENTION_CAPTION)
+                                gr.Markdown(ATTENTION_CAPTION)
                         a_rollout = gr.Plot(label="Where the whole network looks", elem_id="rollout")
                         with gr.Row():
                             a_fusion = gr.Radio(list(attention.HEAD_FUSIONS), value="mean", label="Fuse heads by",
                                                 scale=1)
-                            gr.Markdown(attention.ROLLOUT_CAPTION)
+                            gr.Markdown(ROLLOUT_CAPTION)
                         a_distance = gr.Plot(label="How far each block looks", elem_id="attention-distance")
-                        gr.Markdown(attention.DISTANCE_CAPTION)
+                        gr.Markdown(DISTANCE_CAPTION)
                         a_mass = gr.Plot(label="Where each block's attention goes", elem_id="attention-mass")
-                        gr.Markdown(attention.MASS_CAPTION)
+                        gr.Markdown(MASS_CAPTION)
                     with gr.Tab("Threshold effects"):
                         with gr.Row():
                             t_at = gr.Textbox("0.25, 0.5, 0.85, 1.0", label="Thumbnails at thresholds")

@@ -167,11 +167,16 @@ def compared_inspections(s: Session, threshold_t: float, p: str, rule: str, grap
     return out | {name: cache[name] for name in ("GVTNet, graph off", NO_GRAPH, "SwinIR") if name in cache}
 
 
+# The compared models keep these colours in every depth figure.
+MODEL_COLOURS = {"GVTNet": "#d62728", "GVTNet, graph off": "#ff9f40", NO_GRAPH: "#2ca02c", "SwinIR": "#1f77b4"}
+
+
 def attention_depth_view(s: Session, threshold_t: float, p: str, rule: str, graph_off: bool = False,
                          scope: str = "group"):
     """(mean attention distance, attention mass) over the depth of every compared model."""
     inspections = compared_inspections(s, threshold_t, p, rule, graph_off, scope)
-    return analysis.attention.distance_figure(inspections), analysis.attention.mass_figure(inspections)
+    return (analysis.attention.distance_figure(inspections, MODEL_COLOURS),
+            analysis.attention.mass_figure(inspections, MODEL_COLOURS))
 
 
 def rollout_view(s: Session, head_fusion: str, threshold_t: float, p: str, rule: str, graph_off: bool = False,
