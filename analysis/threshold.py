@@ -2,7 +2,7 @@
 and the output change, on one face (`sweep`) or over a set of faces (`sweep_faces`), where the graph off
 is the reference that says whether T matters at all.
 
-Over a folder of faces from the command line: `python -m analysis.sweep` (analysis/sweep.py).
+Over a folder of faces from the command line: `python -m analysis.studies.sweep` (analysis/studies/sweep.py).
 """
 from __future__ import annotations
 

@@ -511,7 +511,7 @@ def test_threshold_command_over_a_folder(tmp_path, astronaut_face, hopper_face, 
     (tmp_path / "faces").mkdir()
     for name, face in (("a", astronaut_face), ("b", hopper_face)):
         face.save(tmp_path / "faces" / f"{name}.png")
-    from analysis import sweep
+    from analysis.studies import sweep
 
     sweep.main([str(tmp_path / "faces"), "--weights", str(tmp_path / "gvt.safetensors"),
                     "--thresholds", "0.5,0.85", "--out", str(tmp_path / "sweep.png")])
@@ -530,7 +530,7 @@ def test_report_writes_its_files(tmp_path, astronaut):
         torch.manual_seed(0)
         save_model(gvtnet.build_model(preset, depths=(2,)), tmp_path / f"{name}.safetensors")
     astronaut.crop((120, 0, 360, 240)).save(tmp_path / "face.jpg")
-    from analysis import report
+    from analysis.studies import report
 
     out = tmp_path / "out"
     report.main([str(tmp_path / "face.jpg"), "--weights", str(tmp_path / "gvt.safetensors"), "--out", str(out),

@@ -303,6 +303,11 @@ def test_depth_figures(compared, astronaut_face):
     mass = attention.mass_figure(compared)
     boxes = [t for t in mass.data if isinstance(t, go.Box)]
     assert len(boxes) == 3 and np.allclose(boxes[2].median, 1)  # SwinIR: every row sums to 1
+    # colours: the palette's in turn, whatever the models are called, except those given for a name
+    assert [t.line.color for t in lines] == [b.marker.color for b in boxes] == list(attention.PALETTE[:3])
+    given = attention.distance_figure(compared, {"GVTNet, graph off": "black"})
+    assert [t.line.color for t in given.data if t.mode == "lines+markers"] == [attention.PALETTE[0], "black",
+                                                                                attention.PALETTE[1]]
     roll = attention.rollout_figure(compared, astronaut_face, (16, 16), "max")
     heat = [t for t in roll.data if isinstance(t, go.Heatmap)]
     assert len(heat) == 3
@@ -313,7 +318,8 @@ def test_depth_figures(compared, astronaut_face):
 def test_attention_tab_callbacks(tmp_path, astronaut_face):
     from app.context import DEFAULT_GRAPH
     from app.state import MODELS
-    from app.tabs.attention import attention_view, compared_inspections, depth_view, rollout_view, select_query
+    from app.tabs.attention import (MODEL_COLOURS, attention_view, compared_inspections, depth_view, rollout_view,
+                                    select_query)
     from app.tabs.inputs import CENTRE, REAL, SIMULATE, picker_cell
     from app.tabs.restore import restore
 
@@ -326,7 +332,8 @@ def test_attention_tab_callbacks(tmp_path, astronaut_face):
     assert inspections["SwinIR"].layout == "contiguous" and inspections["GVTNet, graph off"].blocks[1].kind == "G"
     assert all(blk.attn.record is None for m in (s.model, s.baseline_model) for g in m.layers for blk in g.blocks)
     dist, mass = (lambda v: (v.distance, v.mass))(depth_view(s, settings))
-    assert len([t for t in dist.data if t.mode == "lines+markers"]) == 3
+    lines = [t for t in dist.data if t.mode == "lines+markers"]
+    assert [t.line.color for t in lines] == [MODEL_COLOURS[name] for name in inspections]  # the app's own colours
     cell = picker_cell(s)  # screen pixels per LR pixel of the clickable face
     s = select_query(s, [10 * cell + 1, 25 * cell + 1])
     roll = rollout_view(s, "mean", settings)
@@ -344,7 +351,7 @@ def test_attention_tab_callbacks(tmp_path, astronaut_face):
 
 
 def test_distances_command(tmp_path, capsys, shipped, astronaut_face, hopper_face):
-    from analysis import distances
+    from analysis.studies import distances
 
     for i, face in enumerate((astronaut_face, hopper_face)):
         face.save(tmp_path / f"{i}.png")
@@ -353,7 +360,7 @@ def test_distances_command(tmp_path, capsys, shipped, astronaut_face, hopper_fac
                     str(ASSETS / "swinir-light-x4.safetensors"), "--data", str(tmp_path), "--lr-size", "27"])
     out = capsys.readouterr().out
     assert "2 faces" in out and "27 px padded to 32" in out
-    faces = distances.load_faces(str(tmp_path), 20, 4, 27)
+    faces = distances.lr_face_list(str(tmp_path), 20, 4, 27)
     assert [f.shape for f in faces] == [(1, 3, 27, 27)] * 2
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| 0.1 |")]
     assert len(rows) == 4  # reach, mass cut, row total, padding share

@@ -57,6 +57,10 @@ def rollout_view(s: Session, head_fusion: str, settings: GraphSettings = DEFAULT
     return analysis.attention.rollout_figure(compared_inspections(s, settings), s.face, s.query, head_fusion)
 
 
+# The compared models keep these colours in every depth figure.
+MODEL_COLOURS = {"GVTNet": "#d62728", "GVTNet, graph off": "#ff9f40", NO_GRAPH: "#2ca02c", "SwinIR": "#1f77b4"}
+
+
 @dataclass(frozen=True)
 class DepthView:
     """How far each block looks, and where its attention goes, over the depth of every compared model."""
@@ -67,7 +71,8 @@ class DepthView:
 
 def depth_view(s: Session, settings: GraphSettings = DEFAULT_GRAPH) -> DepthView:
     inspections = compared_inspections(s, settings)
-    return DepthView(analysis.attention.distance_figure(inspections), analysis.attention.mass_figure(inspections))
+    return DepthView(analysis.attention.distance_figure(inspections, MODEL_COLOURS),
+                     analysis.attention.mass_figure(inspections, MODEL_COLOURS))
 
 
 def select_query(s: Session, xy) -> Session:

@@ -11,7 +11,7 @@ import gradio as gr
 from PIL import Image, ImageDraw
 
 from analysis import lam as lam_analysis
-from analysis import lam_study
+from analysis.studies import lam_study
 from gvtnet.images import degrade
 from gvtnet.inference import to_tensor
 
@@ -100,7 +100,7 @@ def run_lam(s: Session, window: int, progress=None) -> dict:
 
 
 def lam_study_view(s: Session, window: int, progress=None) -> tuple[str, str]:
-    """A small analysis.lam_study: LAM of every model at the named face windows (eyes, nose, mouth) of
+    """A small analysis.studies.lam_study: LAM of every model at the named face windows (eyes, nose, mouth) of
     the example faces and the session's own. Returns (Markdown table, figure file); progress(done, total)
     counts face-windows."""
     lam_window(s, window)  # refuses a window that does not fit the restoration
@@ -138,7 +138,7 @@ def build(ctx: Context) -> None:
     with gr.Accordion("Across faces: a small study", open=False):
         gr.Markdown(f"LAM of every model at the eyes, nose and mouth of {STUDY_FACES} faces (the examples and "
                     "yours), with the window size above: mean DI per model and the paired differences. "
-                    "`python -m analysis.lam_study` runs it on many faces.")
+                    "`python -m analysis.studies.lam_study` runs it on many faces.")
         study = gr.Button("Run the small study")
         study_table = gr.Markdown(elem_id="lam-study")
         study_plot = gr.Image(label="DI per window, paired differences", interactive=False, **IMAGE)

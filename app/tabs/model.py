@@ -8,7 +8,7 @@ import json
 import gradio as gr
 from PIL import Image
 
-from analysis import ablation
+from analysis.studies import ablation
 from gvtnet import GVTNet, freeze
 from gvtnet.sr_models import describe_model, load_sr_model
 from gvtnet.weights import CheckpointError, describe

@@ -76,7 +76,7 @@ def build(ctx: Context) -> None:
     gallery = gr.Gallery(label="Restorations", columns=4, height=220, format="png")
     gr.Markdown("One face moves by hundredths of a dB. Over several faces, the band is the spread between faces "
                 "and the dashed line the same weights with the graph off: where the band holds that line, T does "
-                "not matter for this model. (More faces: `python -m analysis.sweep FOLDER --weights ...`.)")
+                "not matter for this model. (More faces: `python -m analysis.studies.sweep FOLDER --weights ...`.)")
     faces_run = gr.Button("Sweep over the example faces and this one")
     faces_plot = gr.Plot(label="PSNR change and edge density over the faces", elem_id="threshold-faces")
     faces_table = gr.Dataframe(headers=["T", "PSNR change (dB, Y)", "± std", "edge density", "± std"],
