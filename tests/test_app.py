@@ -207,7 +207,6 @@ def test_model_tab_shows_the_recorded_ablation():
     import json
     from statistics import fmean
 
-    from analysis.studies import ablation
     from app.state import ABLATION_RESULTS
     from app.tabs.model import ablation_figure, ablation_summary
 

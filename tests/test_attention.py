@@ -318,8 +318,14 @@ def test_depth_figures(compared, astronaut_face):
 def test_attention_tab_callbacks(tmp_path, astronaut_face):
     from app.context import DEFAULT_GRAPH
     from app.state import MODELS
-    from app.tabs.attention import (MODEL_COLOURS, attention_view, compared_inspections, depth_view, rollout_view,
-                                    select_query)
+    from app.tabs.attention import (
+        MODEL_COLOURS,
+        attention_view,
+        compared_inspections,
+        depth_view,
+        rollout_view,
+        select_query,
+    )
     from app.tabs.inputs import CENTRE, REAL, SIMULATE, picker_cell
     from app.tabs.restore import restore
 

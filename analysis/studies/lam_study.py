@@ -27,9 +27,9 @@ import hashlib
 import itertools
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -228,7 +228,7 @@ def summarise(records: list[dict], models: list[str], resamples: int = 10_000, s
                                       for w in windows if any((f, w, m) in di for f in faces)}}
     pairs = {}
     for a, b in itertools.combinations(models, 2):
-        def diffs(ws):
+        def diffs(ws, a=a, b=b):
             out = []
             for f in faces:
                 d = [di[f, w, a] - di[f, w, b] for w in ws if (f, w, a) in di and (f, w, b) in di]
@@ -292,10 +292,11 @@ def figure(result: dict) -> Figure:
     left.set_title("DI per window")
     left.legend(fontsize=8)
     rng = np.random.default_rng(0)
-    for k, (pair, p) in enumerate(s["pairs"].items()):
-        di = {(r["face"], r["window"], r["model"]): r["di"] for r in records}
+    di = {(r["face"], r["window"], r["model"]): r["di"] for r in records}
+    faces = sorted({r["face"] for r in records})
+    for k, p in enumerate(s["pairs"].values()):
         d = [np.mean([di[f, w, p["first"]] - di[f, w, p["second"]] for w in windows
-                      if (f, w, p["first"]) in di and (f, w, p["second"]) in di]) for f in sorted({r["face"] for r in records})]
+                      if (f, w, p["first"]) in di and (f, w, p["second"]) in di]) for f in faces]
         right.scatter(d, k + rng.uniform(-0.15, 0.15, len(d)), s=8, alpha=0.5, color=f"C{k}")
         st = p["all"]
         if st and st["ci95"]:
