@@ -1,5 +1,6 @@
 """Analysis of GVTNet: graphs, attention, threshold effects and LAM, as figures for scripts, notebooks,
-reports and the app (no GUI imports here).
+reports and the app (no GUI imports here). The study commands built on them (ablation, LAM study, ...) are
+the package analysis.studies.
 
     from analysis import inspect
     ins = inspect(model, lr)                      # graphs and attention of one forward pass

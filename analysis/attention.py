@@ -15,6 +15,7 @@ they receive.
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import matplotlib
@@ -281,33 +282,16 @@ def attention_png(inspection: Inspection, face, group: int, block: int, head: in
 # ----------------------------------------------------------------------------------------------------
 # Over the network's depth, for several models side by side (e.g. GVTNet, GVTNet with the graph off, SwinIR)
 
-# The three models the app compares keep their colours in every figure; other names take the rest in turn.
-MODEL_COLOURS = {"GVTNet": "#d62728", "GVTNet, graph off": "#ff9f40", "SwinIR": "#1f77b4"}
-OTHER_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2")
-
-# How to read each figure, one sentence each (the app shows them under the figures).
-ATTENTION_CAPTION = ("One softmax row: the weight the query pixel (x) gives each pixel of its window in one block "
-                     "and head (graph blocks: before and after the graph); titles give the row's total and, for "
-                     "an input padded to the window grid, the share on padding pixels the face cannot show.")
-DISTANCE_CAPTION = ("Reach of each block among the keys it keeps, in LR pixels: how far each query looks, "
-                    "weighted by its attention row renormalised to sum 1, so that the weight a graph cuts does "
-                    "not count as a shorter reach (that weight is the next figure's \"softmax weight cut by the "
-                    "graph\"); the line is the mean over heads, the dots the single heads.")
-MASS_CAPTION = ("Where each query's attention row goes, per block: its total weight after the graph (boxes: "
-                "quartiles, whiskers: min and max over queries and heads; 1 without a graph), the softmax "
-                "weight the graph cut (the mass it takes, apart from the reach above), the weight on the query "
-                "itself, and the share on the mirror padding (inputs padded to the window grid); lines: mean "
-                "over queries and heads, dots: single heads.")
-ROLLOUT_CAPTION = ("Attention rollout: how much of the network's last representation of the marked pixel is "
-                   "drawn, through the attention of every block, from each input pixel (convolutions and MLPs "
-                   "are ignored); titles give the share drawn from the mirror padding of a padded input.")
+# Models take these colours in turn, unless a figure is given a colour for a name.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 KIND_NAMES = {"S": "Swin-type", "G": "graph"}
 
 
-def _coloured(inspections: dict) -> list[tuple[str, Inspection, str]]:
-    others = iter(OTHER_COLOURS * len(inspections))
-    return [(name, ins, MODEL_COLOURS.get(name) or next(others)) for name, ins in inspections.items()]
+def _coloured(inspections: dict, colours: dict[str, str] | None) -> list[tuple[str, Inspection, str]]:
+    """(name, inspection, colour): the colour `colours` gives the name, else the next of PALETTE."""
+    colours, palette = colours or {}, itertools.cycle(PALETTE)
+    return [(name, ins, colours.get(name) or next(palette)) for name, ins in inspections.items()]
 
 
 def block_label(blk) -> str:
@@ -339,11 +323,12 @@ def _per_head_traces(fig, name: str, colour: str, blocks: list, values: np.ndarr
                                            f"%{{y:{fmt}}}<extra></extra>"), **where)
 
 
-def distance_figure(inspections: dict[str, Inspection]) -> go.Figure:
+def distance_figure(inspections: dict[str, Inspection], colours: dict[str, str] | None = None) -> go.Figure:
     """Reach among the kept keys (`attention_distance`) of every block and head, over the depth of each
-    model in `inspections` ({name: Inspection}); the mass the graph cut is `mass_figure`'s second panel."""
+    model in `inspections` ({name: Inspection}); the mass the graph cut is `mass_figure`'s second panel.
+    colours: {name: colour} for some or all of the models (the others take PALETTE's in turn)."""
     fig = go.Figure()
-    for name, ins, colour in _coloured(inspections):
+    for name, ins, colour in _coloured(inspections, colours):
         dist = np.stack([attention_distance(ins, b.group, b.block) for b in ins.blocks])
         _per_head_traces(fig, name, colour, ins.blocks, dist, ".2f", True)
     _depth_axis(fig, inspections)
@@ -353,12 +338,13 @@ def distance_figure(inspections: dict[str, Inspection]) -> go.Figure:
     return fig
 
 
-def mass_figure(inspections: dict[str, Inspection]) -> go.Figure:
-    """`attention_mass` of every block over the depth of each model in `inspections`, in four panels."""
+def mass_figure(inspections: dict[str, Inspection], colours: dict[str, str] | None = None) -> go.Figure:
+    """`attention_mass` of every block over the depth of each model in `inspections`, in four panels;
+    colours as `distance_figure`'s."""
     panels = ("total weight of a row after the graph", "softmax weight cut by the graph",
               "weight on the query itself", "share on the mirror padding")
     fig = make_subplots(2, 2, subplot_titles=panels, vertical_spacing=0.22, horizontal_spacing=0.07)
-    for name, ins, colour in _coloured(inspections):
+    for name, ins, colour in _coloured(inspections, colours):
         labels = [block_label(b) for b in ins.blocks]
         masses = [attention_mass(ins, b.group, b.block) for b in ins.blocks]
         rows = [m.row_sum.ravel() for m in masses]

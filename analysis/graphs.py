@@ -229,10 +229,10 @@ def adjacency_png(inspection: Inspection, group: int, window: int = 0) -> Figure
 # The window view: one large face that is both the figure and the click target
 
 EDGE_CHOICES = ("auto", "cut", "kept")
-MIN_SIDE = 384  # px: the face is drawn at least this large, each LR pixel a `cell` x `cell` square
+MIN_DRAWN_SIDE = 384  # px: the face is drawn at least this large, each LR pixel a `cell` x `cell` square
 
 
-def cell_size(lr_size: tuple[int, int], min_side: int = MIN_SIDE) -> int:
+def cell_size(lr_size: tuple[int, int], min_side: int = MIN_DRAWN_SIDE) -> int:
     """Screen pixels per LR pixel so that the face's shorter side is at least `min_side`."""
     return max(1, -(-min_side // min(lr_size)))
 

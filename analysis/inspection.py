@@ -149,7 +149,7 @@ class Inspection:
         """(k,) bool: which of (k, 2) LR pixels lie on the face rather than in the padding."""
         return (pixels[:, 0] < self.lr_size[0]) & (pixels[:, 1] < self.lr_size[1])
 
-    def _geometry(self, group: int, shift: int | None) -> "Geometry":
+    def _geometry(self, group: int, shift: int | None) -> Geometry:
         return Geometry(self.padded_size, self.shift_of(group) if shift is None else shift, self.window_size,
                         self.layout)
 

@@ -2,7 +2,7 @@
 and the output change, on one face (`sweep`) or over a set of faces (`sweep_faces`), where the graph off
 is the reference that says whether T matters at all.
 
-Over a folder of faces from the command line: `python -m analysis.sweep` (analysis/sweep.py).
+Over a folder of faces from the command line: `python -m analysis.studies.sweep` (analysis/studies/sweep.py).
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from PIL import Image
 from matplotlib.figure import Figure
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from gvtnet.capture import capture
@@ -27,8 +27,9 @@ from .graphs import edge_density
 class Sweep:
     """thresholds (k,); density (k, groups) edge density (distinct nodes, mean over heads); mad (k,) mean
     absolute difference of the SR output from the model's own setting (`own`, values in [0, 1]);
-    psnr_own (k,) PSNR (Y channel, dB, as everywhere in the project) against that output (inf where identical); psnr_hr (k,) against the HR
-    face, or None; outputs (k, 3, sH, sW) clamped SR images; reference the model's own SR."""
+    psnr_own (k,) PSNR (Y channel, dB, as everywhere in the project) against that output (inf where
+    identical); psnr_hr (k,) against the HR face, or None; outputs (k, 3, sH, sW) clamped SR images;
+    reference the model's own SR."""
 
     thresholds: np.ndarray
     density: np.ndarray

@@ -3,7 +3,6 @@ session (kept in gr.State, so no visitor sees another's face or results); how lo
 the limits a public Space needs."""
 from __future__ import annotations
 
-import ctypes
 import logging
 import re
 import threading
@@ -12,16 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
-import torch
 from PIL import Image
 
 import gvtnet
 from gvtnet import GVTNet
 from gvtnet.weights import MAX_CHECKPOINT_BYTES
 
-# One torch thread per request: on a small, shared CPU, several threads per forward pass spin against each
-# other and against the other requests (measured 30x slower under load); the queue runs requests side by side.
-torch.set_num_threads(1)
+from .compat import forget_session, return_freed_memory, session_hashes
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MODEL_CARD = ASSETS / "MODEL_CARD.md"
@@ -97,8 +93,10 @@ class Session:
     hr: the 128x128 original face (simulate mode) or None (a real low-resolution input); lr: the network's
     input; model / baseline_model: the GVTNet used (shared or the visitor's upload) and the SwinIR baseline;
     sr / bicubic / baseline: restorations at the SR size. inspection: the GVTNet's graphs and
-    attention under the graph settings `graph_key`, recomputed only when those change; attention_inspections:
-    those of the models the Attention tab compares that do not depend on the settings. graph_pixel: the LR
+    attention under `graph_settings` (a gvtnet.GraphSettings), recomputed only when those change;
+    attention_inspections: those of the models the Attention tab compares that do not depend on the settings;
+    drawn: what each tab last drew for this face ({tab title: its inputs}), so that showing a tab again
+    redraws nothing. graph_pixel: the LR
     pixel clicked on the graph view (its window and node are looked up in each group); query: the
     attention query (LR pixel); lam_centre: the LAM window's centre (SR pixel). others / others_sr: uploaded
     models of other architectures (gvtnet.load_sr_model) compared beside GVTNet, by name, and their
@@ -113,7 +111,8 @@ class Session:
     bicubic: Image.Image
     baseline: Image.Image | None
     inspection: object | None = None
-    graph_key: tuple | None = None
+    graph_settings: object | None = None
+    drawn: dict = field(default_factory=dict)
     attention_inspections: dict = field(default_factory=dict)
     others: dict = field(default_factory=dict)
     others_sr: dict = field(default_factory=dict)
@@ -162,20 +161,17 @@ class Visitors:
         self._drop(session_hash)
 
     def _drop(self, session_hash: str) -> None:
-        holder = self._blocks.state_holder
-        holder.delete_state(session_hash)
-        with holder.lock:
-            holder.session_data.pop(session_hash, None)
-            holder.time_last_used.pop(session_hash, None)
-        _return_freed_memory()
+        forget_session(self._blocks, session_hash)
+        return_freed_memory()
 
     def _sweep(self) -> None:
         while True:
             time.sleep(self.SWEEP_S)
             with self._lock:
                 left = list(self._left)
+            held = session_hashes(self._blocks)
             for h in left:
-                if h in self._blocks.state_holder.session_data:
+                if h in held:
                     self._drop(h)
 
     def check(self, session_hash: str | None, what: str, done: int, total: int) -> None:
@@ -183,23 +179,6 @@ class Visitors:
         if session_hash in self._left:
             log.warning("%s stopped after %d of %d steps: visitor %s left", what, done, total, session_hash)
             raise VisitorLeft(what)
-
-
-def _malloc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
-
-
-def _return_freed_memory() -> None:
-    """Hand the heap's free pages back to the system: glibc keeps them, so without this a server's resident
-    memory would stay at its highest, however many of the models visitors uploaded have been released."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 VISITORS = Visitors()

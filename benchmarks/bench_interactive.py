@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,10 +32,12 @@ def main():
     args = p.parse_args()
 
     from analysis import lam
+    from app.context import DEFAULT_GRAPH
     from app.state import MODELS
-    from app.tabs.graph import attention_depth_view, attention_view, face_picker, graph_view, rollout_view
-    from app.tabs.inputs import FACE, SIMULATE
+    from app.tabs.attention import attention_view, depth_view, rollout_view
+    from app.tabs.inputs import FACE, SIMULATE, face_picker
     from app.tabs.lam import LAM_BATCH, LAM_PRECISION, lam_models, lam_view, lam_window
+    from app.tabs.neighbour_graph import graph_view
     from app.tabs.restore import restore, restore_view
     from app.tabs.threshold import threshold_faces_view, threshold_view
     from gvtnet.inference import to_tensor
@@ -51,7 +54,7 @@ def main():
         def upload():
             s = restore(str(face), scale, SIMULATE, FACE, False, "light", None)
             restore_view(s)
-            graph_view(s, 0, 0, 0.85, "model's own", "released")
+            graph_view(s, 0, 0)
             return s
 
         rows.setdefault("upload -> restorations + first graph", []).append(summary(timed(upload, args.repeats)))
@@ -59,12 +62,12 @@ def main():
         thresholds = iter([0.5 + 0.01 * i for i in range(1000)])
 
         def graph_tab(t: float, pixel=None):
-            """What the Neighbour graph tab's update runs (ui.on_graph): re-inspect where the settings
-            changed, draw the window view, overview, heatmap and statistics, figures serialised as Gradio does."""
+            """What the Neighbour graph tab's update runs: re-inspect where the settings changed, draw the
+            window view, overview, heatmap and statistics, figures serialised as Gradio does."""
             if pixel is not None:
                 s.graph_pixel = pixel
-            _, _, overview, heatmap, _ = graph_view(s, 1, 0, t, "model's own", "released")
-            return overview.to_json(), heatmap.to_json()
+            v = graph_view(s, 1, 0, replace(DEFAULT_GRAPH, threshold=t))
+            return v.overview.to_json(), v.heatmap.to_json()
 
         rows.setdefault("threshold change -> graph redrawn", []).append(summary(timed(
             lambda: graph_tab(next(thresholds)), args.repeats)))
@@ -72,30 +75,32 @@ def main():
         rows.setdefault("click on the face -> window graph redrawn", []).append(summary(timed(
             lambda: graph_tab(0.85, next(pixels)), args.repeats)))
         rows.setdefault("threshold sweep (21 values) + figure", []).append(summary(timed(
-            lambda: threshold_view(s, "model's own", "released", "0.3, 0.85"), max(2, args.repeats // 2))))
+            lambda: threshold_view(s, DEFAULT_GRAPH, "0.3, 0.85"), max(2, args.repeats // 2))))
         rows.setdefault("threshold sweep over the 2 examples and this face (21 values + graph off)", []).append(
-            summary(timed(lambda: threshold_faces_view(s, "model's own", "released"), max(2, args.repeats // 2))))
+            summary(timed(lambda: threshold_faces_view(s, DEFAULT_GRAPH), max(2, args.repeats // 2))))
 
-        def attention_tab(fresh: bool = False, settings=("model's own", "released")):
-            """What the Attention tab's update runs (ui.on_attention_tab), figures serialised as Gradio does."""
+        def attention_tab(fresh: bool = False):
+            """What the Attention tab draws when shown after a threshold change or a new face, figures
+            serialised as Gradio does."""
             if fresh:  # a new face: every compared model is inspected
                 s.inspection, s.attention_inspections = None, {}
-            t = next(thresholds)
-            figures = (attention_view(s, 1, 1, 0, t, *settings), rollout_view(s, "mean", t, *settings),
-                       *attention_depth_view(s, t, *settings))
+            settings = replace(DEFAULT_GRAPH, threshold=next(thresholds))
+            depth = depth_view(s, settings)
+            figures = (attention_view(s, 1, 1, 0, settings), rollout_view(s, "mean", settings), depth.distance,
+                       depth.mass)
             face_picker(s, s.query)
             return [f.to_json() for f in figures]
 
         rows.setdefault("Attention tab, new face (3 models inspected, 4 figures)", []).append(summary(timed(
             lambda: attention_tab(fresh=True), args.repeats)))
-        rows.setdefault("threshold change -> Attention tab redrawn", []).append(summary(timed(
+        rows.setdefault("threshold changed, then the Attention tab shown -> redrawn", []).append(summary(timed(
             attention_tab, args.repeats)))
         queries = iter([(i % s.lr.height, (3 * i) % s.lr.width) for i in range(1000)])
 
         def query_click():
             s.query = next(queries)
-            figures = (attention_view(s, 1, 1, 0, 0.5, "model's own", "released"),
-                       rollout_view(s, "mean", 0.5, "model's own", "released"))
+            settings = replace(DEFAULT_GRAPH, threshold=0.5)
+            figures = (attention_view(s, 1, 1, 0, settings), rollout_view(s, "mean", settings))
             face_picker(s, s.query)
             return [f.to_json() for f in figures]
 

@@ -154,7 +154,8 @@ def bench_official(repeats: int, presets=("official-x4", "official-x8"), batches
                 floor = work / rates[prec]
                 print(f"| {preset} | {side}x{side} | {batch} | {prec} | {summary(times[prec], digits=1)} | "
                       f"{floor:.1f} | {statistics.median(times[prec]) / floor:.2f} | "
-                      f"{ratio(times, 'bf16', 'fp32') if prec == 'bf16' and 'fp32' in times else ''} | {corr:.5f} | {res[prec].di:.3f} | "
+                      f"{ratio(times, 'bf16', 'fp32') if prec == 'bf16' and 'fp32' in times else ''} | "
+                      f"{corr:.5f} | {res[prec].di:.3f} | "
                       f"{change:+.2%} |")
 
 

@@ -1,5 +1,5 @@
 """Whole photos with the shipped light x4 weights: scikit-image's 512x512 astronaut through the face model
-as if it were one face (what `python -m gvtnet.infer astronaut.png` did before --photo) against
+as if it were one face (what `python -m gvtnet.upscale_files astronaut.png` did before --photo) against
 gvtnet.restore_photo (every face found, restored and blended back), and the face detection alone; then
 the app's composed photo (three faces, 120x56) through restore_photo and through the Photo tab's callback.
 

@@ -75,7 +75,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     models = [(w.stem, load_model(w)) for w in args.weights]
     if args.graph_off:
-        models += [(f"{n}, graph off", m.variant(use_graph=False)) for n, m in models if "G" in m.cfg.block_pattern]
+        models += [(f"{n}, graph off", m.variant(use_graph=False)) for n, m in models if m.cfg.has_graph]
     scales = sorted({m.cfg.upscale for _, m in models} or {args.scale or 4})
     results = []
     for folder in args.data:

@@ -1,6 +1,6 @@
 """Inference: `upscale(model, image)` for any image, `super_resolve` for batches of tensors, and the
-conversions between the two. The command line is `gvtnet.infer` (kept apart so that `python -m
-gvtnet.infer` does not run a module the package has already imported)."""
+conversions between the two. The command line is `gvtnet.upscale_files` (kept apart so that `python -m
+gvtnet.upscale_files` does not run a module the package has already imported)."""
 from __future__ import annotations
 
 import argparse

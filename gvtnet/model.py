@@ -10,7 +10,9 @@ matmuls (not norms or activations), as SwinIR does.
 """
 from __future__ import annotations
 
+import copy
 import functools
+import itertools
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
@@ -19,11 +21,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .graph import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
+from .adjacency import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
 
 CELEBA_MEAN = (0.5430, 0.4217, 0.3605)  # the released GVTNet's input mean
 SWINIR_MEAN = (0.4488, 0.4371, 0.4040)  # SwinIR's (DIV2K) input mean
 GRAPH_SCOPES = ("group", "window")
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """Graph settings a trained GVTNet can run under without retraining (`GVTNet.variant`), as one value;
+    a field left None keeps the model's own."""
+
+    threshold: float | None = None
+    minkowski_p: float | None = None
+    neighbour_rule: Literal["released", "paper"] | None = None
+    graph_scope: Literal["group", "window"] | None = None
+    use_graph: bool | None = None  # False: every edge kept (the identity still added)
+
+    def changes(self) -> dict:
+        """{config field: value} of the fields set."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,11 @@ class GVTNetConfig:
     def kind(self, block: int) -> str:
         return self.block_pattern[block % len(self.block_pattern)]
 
+    @property
+    def has_graph(self) -> bool:
+        """Whether any block is a graph block (the pattern repeats along each group, from its first block)."""
+        return "G" in self.block_pattern[: max(self.depths)]
+
     def shift(self, group: int, block: int) -> int:
         """Cyclic shift of a block's attention, before any reduction for small inputs."""
         if self.shift_rule == "alternate":
@@ -95,7 +118,7 @@ class GVTNetConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GVTNetConfig":
+    def from_dict(cls, d: dict) -> GVTNetConfig:
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -220,9 +243,8 @@ class WindowAttention(nn.Module):
         super().__init__()
         dim, ws = cfg.embed_dim, cfg.window_size
         self.kind, self.dim, self.num_heads, self.window_size = kind, dim, cfg.num_heads, ws
-        self.layout, self.adjacency_mode = cfg.window_layout, cfg.adjacency_mode
-        head_dim = dim // cfg.num_heads
-        self.scale = head_dim**-0.5 if kind == "S" or cfg.graph_qk_scale else 1.0
+        self.layout = cfg.window_layout
+        self.apply_graph_settings(cfg)
         proj = SeparableConv if cfg.dwconv else Projection
         self.qkv = proj(dim, 3 * dim)
         self.proj = proj(dim, dim)
@@ -233,6 +255,11 @@ class WindowAttention(nn.Module):
         # Set by `gvtnet.inference.freeze` on a snapshot whose weights never change: input size (h, w) ->
         # bias + shift mask. Within one block the size fixes the mask (the block's shift is fixed).
         self.frozen_biases: dict[tuple[int, int], torch.Tensor] | None = None
+
+    def apply_graph_settings(self, cfg: GVTNetConfig) -> None:
+        """Take the graph settings (GVTNet.GRAPH_FIELDS) of `cfg`; the weights stay."""
+        self.adjacency_mode = cfg.adjacency_mode
+        self.scale = (self.dim // self.num_heads) ** -0.5 if self.kind == "S" or cfg.graph_qk_scale else 1.0
 
     def bias(self, mask: torch.Tensor | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
         """Relative-position bias, (heads, n, n), plus a shift mask (nW, n, n) if given: (nW, heads, n, n).
@@ -340,12 +367,16 @@ class Group(nn.Module):
 
     def __init__(self, cfg: GVTNetConfig, index: int, drop_path: list[float]):
         super().__init__()
-        self.cfg = cfg
+        self.apply_graph_settings(cfg)
         self.blocks = nn.ModuleList(
             Block(cfg, cfg.kind(b), cfg.shift(index, b), drop_path[b]) for b in range(len(drop_path))
         )
         self.conv = nn.Conv2d(cfg.embed_dim, cfg.embed_dim, 3, padding=1)
         self.record: list | None = None  # set by `capture` to collect adjacencies
+
+    def apply_graph_settings(self, cfg: GVTNetConfig) -> None:
+        """Take the graph settings (GVTNet.GRAPH_FIELDS) of `cfg`; the weights stay."""
+        self.cfg = cfg
 
     def graph(self, x: torch.Tensor, shift: int) -> torch.Tensor:
         """Adjacency with self-loops of the group input rolled by `shift`: (B, heads, n, n) for the 'group'
@@ -461,13 +492,20 @@ class GVTNet(nn.Module):
     GRAPH_FIELDS = ("threshold", "minkowski_p", "neighbour_rule", "distance_basis", "adjacency_mode",
                     "graph_qk_scale", "use_graph", "graph_scope")
 
-    def variant(self, **changes) -> "GVTNet":
-        """The same weights (shared, not copied) under other graph settings, e.g. a new threshold. The
-        original is untouched, so concurrent users of one model can each try their own."""
+    def variant(self, settings: GraphSettings | None = None, **changes) -> GVTNet:
+        """The same weights (shared, not copied) under other graph settings: a `GraphSettings` and/or any of
+        GRAPH_FIELDS, e.g. `variant(threshold=0.6)`. The original is untouched, so concurrent users of one
+        model can each try their own. A copy of the modules only, sharing every tensor: nothing is built or
+        initialised anew, so a new threshold costs little."""
+        changes = (settings.changes() if settings is not None else {}) | changes
         if set(changes) - set(self.GRAPH_FIELDS):
             raise ValueError(f"only {self.GRAPH_FIELDS} can change without retraining")
-        other = GVTNet(replace(self.cfg, **changes))
-        other.load_state_dict(self.state_dict(), assign=True)
+        shared = {id(t): t for t in itertools.chain(self.parameters(), self.buffers())}
+        other = copy.deepcopy(self, shared)
+        other.cfg = replace(self.cfg, **changes)
+        for m in other.modules():
+            if hasattr(m, "apply_graph_settings"):
+                m.apply_graph_settings(other.cfg)
         return other.train(self.training)
 
     def padded_size(self, h: int, w: int) -> tuple[int, int]:

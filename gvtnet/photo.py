@@ -5,8 +5,8 @@ of the photo through a feathered mask, so that no seam shows.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch

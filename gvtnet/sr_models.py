@@ -7,37 +7,15 @@ Files are read by our own safe loaders (`weights.read_state_dict`: safetensors, 
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .compat import import_spandrel, spandrel_call
 from .model import GVTNet
 from .weights import CheckpointError, describe, load_model, read_state_dict
-
-_torchvision_ops: torch.library.Library | None = None  # kept alive: dropping it would unregister the ops
-
-
-def _spandrel():
-    """spandrel, imported on first use. It imports torchvision for two non-SR architectures (LaMa,
-    RestoreFormer); PyPI's torchvision wheel is built for CUDA torch and, beside a CPU build of torch, fails
-    while registering shapes for two of its C++ operators it could not load. Declaring those two operators
-    (no kernels: calling them still fails) lets its Python half, and so spandrel, import."""
-    global _torchvision_ops
-    try:
-        import spandrel
-    except RuntimeError as e:
-        if "torchvision::" not in str(e):
-            raise
-        for name in [m for m in sys.modules if m.split(".")[0] in ("torchvision", "spandrel")]:
-            del sys.modules[name]  # the half-imported modules
-        _torchvision_ops = torch.library.Library("torchvision", "FRAGMENT")
-        for op in ("nms", "qnms"):
-            _torchvision_ops.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-        import spandrel
-    return spandrel
 
 
 class SpandrelSR(nn.Module):
@@ -52,7 +30,7 @@ class SpandrelSR(nn.Module):
         self.architecture = descriptor.architecture.name
         self.scale = descriptor.scale
         self.size_requirements = descriptor.size_requirements
-        self._call = descriptor._call_fn  # how the architecture is run (a few take extra arguments)
+        self._call = spandrel_call(descriptor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -72,7 +50,7 @@ def load_sr_model(path: str | Path) -> nn.Module:
     state, config = read_state_dict(path)
     if config is not None or any(".depth_conv." in k for k in state):  # ours, or the released GVTNet
         return load_model(path)
-    spandrel = _spandrel()
+    spandrel = import_spandrel()
     try:
         descriptor = spandrel.ModelLoader().load_from_state_dict(state)
     except spandrel.UnsupportedModelError:
@@ -94,7 +72,7 @@ def scale_of(model: nn.Module) -> int:
 
 def has_graph(model: nn.Module) -> bool:
     """Whether the model builds patch graphs (a GVTNet with graph blocks) that the graph views can show."""
-    return isinstance(model, GVTNet) and "G" in model.cfg.block_pattern
+    return isinstance(model, GVTNet) and model.cfg.has_graph
 
 
 def model_name(model: nn.Module) -> str:

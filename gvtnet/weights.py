@@ -274,7 +274,7 @@ def load_model(path: str | Path, preset: str | None = None, *, max_bytes: int = 
 
 
 def describe(cfg: GVTNetConfig) -> str:
-    kinds = "GVTNet" if "G" in cfg.block_pattern else "SwinIR"
+    kinds = "GVTNet" if cfg.has_graph else "SwinIR"
     return f"{kinds} x{cfg.upscale} (embed {cfg.embed_dim}, depths {list(cfg.depths)})"
 
 

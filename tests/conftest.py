@@ -11,6 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+import gvtnet
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "released-gvtnet"
@@ -81,6 +83,19 @@ def hopper_face(grace_hopper) -> Image.Image:
 
 def to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
+
+
+def perturbed(preset: str, std: float = 0.05, only: str = "", **config):
+    """An untrained model (seed 0, eval mode) whose parameters named with `only` in their name (all by
+    default) are drawn from N(0, std): light presets start as exact bicubic, whose output does not depend
+    on the body, and at initialisation the attention is near uniform. `config` overrides the preset."""
+    torch.manual_seed(0)
+    model = gvtnet.build_model(preset, **config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if only in name:
+                p.normal_(0, std)
+    return model
 
 
 # ----------------------------------------------------------------------------------------------------

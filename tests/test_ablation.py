@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gvtnet
-from analysis import ablation
+from analysis.studies import ablation
 from conftest import ROOT
 
 ROWS = {r.name: r for r in ablation.ROWS + ablation.VARIANTS}
@@ -83,6 +83,26 @@ def test_a_scored_run_is_not_trained_again(tmp_path):
     assert "gvtnet-s0" not in names and "sparse-s1" not in names and "gvtnet-s1" in names
 
 
+def test_train_closes_each_log_when_its_process_ends(tmp_path, monkeypatch):
+    logs = []
+
+    class Finished:  # a training process that has already ended
+        returncode = 0
+
+        def __init__(self, cmd, stdout, stderr):
+            self.log = stdout
+            logs.append(stdout)
+
+        def wait(self, timeout):
+            assert not self.log.closed  # open while the process may still write to it
+            return 0
+
+    monkeypatch.setattr(ablation, "pending", lambda *a: [(n, tmp_path / n, []) for n in ("a", "b", "c")])
+    monkeypatch.setattr(ablation.subprocess, "Popen", Finished)
+    ablation.train(tmp_path, "data", 2, tmp_path / "results.json")
+    assert len(logs) == 3 and all(log.closed for log in logs)
+
+
 def test_step_against_a_hand_computation():
     """Seed-paired: the step is the mean over seeds of (row minus the row above), each seed's a mean over
     faces, with a t-interval over seeds; the seed-0-only or mean-of-means comparison is never used."""
@@ -147,9 +167,11 @@ def test_docs_table_is_the_commands_output():
     assert body[start : body.index(ablation.MARKERS[1])].strip() == ablation.tables(json.loads(results.read_text()))
 
 
+@pytest.mark.slow
 def test_lam_di_is_the_study_of_each_run(tmp_path, celeba_test):
     """A run's DI column is, face by face, the mean over the named windows of LAM's DI (fp32)."""
-    from analysis import lam, lam_study
+    from analysis import lam
+    from analysis.studies import lam_study
 
     torch.manual_seed(0)
     model = gvtnet.build_model("light-x8")
@@ -159,7 +181,7 @@ def test_lam_di_is_the_study_of_each_run(tmp_path, celeba_test):
     results_path.write_text(json.dumps({"gvtnet-s0": {"psnr_y": [0.0], "ssim_y": [0.0]}}))
     di = ablation.lam_di(tmp_path, celeba_test, results_path, faces=1)["gvtnet-s0"]["di"]
     assert json.loads(results_path.read_text())["gvtnet-s0"]["di"] == di and len(di) == 1
-    (lr,) = lam_study.load_faces(celeba_test, 1, 8).values()
+    (lr,) = lam_study.lr_faces_by_name(celeba_test, 1, 8).values()
     model = gvtnet.load_model(tmp_path / "gvtnet-s0" / "model.safetensors")
     expected = np.mean([lam.local_attribution_map(model, lr, w.row, w.col, w.size).di
                         for w in lam_study.face_windows(128, 128)])

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import re
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -18,27 +18,19 @@ import analysis
 import gvtnet
 from analysis import attention, graphs, threshold
 from analysis.inspection import Geometry, node_centres, node_index_map, window_pixels, window_token
-from gvtnet.graph import adjacency, node_features
+from conftest import perturbed
+from gvtnet.adjacency import adjacency, node_features
+from gvtnet.data import FacePairs
 from gvtnet.images import degrade
 from gvtnet.inference import to_image, to_tensor
 from gvtnet.metrics import psnr
-from gvtnet.data import FacePairs
 from gvtnet.model import GVTNet, to_windows
 from gvtnet.weights import infer_config, released_to_ours, save_model
 
 
-def perturbed(preset: str) -> GVTNet:
-    """An untrained model whose output depends on its body (light presets start as exact bicubic)."""
-    torch.manual_seed(0)
-    m = gvtnet.build_model(preset).eval()
-    for p in m.upsampler.parameters():
-        p.data.normal_(0, 0.02)
-    return m
-
-
 @pytest.fixture(scope="module")
 def light_x4():
-    return perturbed("light-x4")
+    return perturbed("light-x4", 0.02, only="upsampler.")
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +150,7 @@ def test_attention_map_is_the_softmax_row_then_the_adjacency(ins):
 
 
 def test_swin_attention_stays_in_the_local_window(hopper_face):
-    model = perturbed("swinir-light-x4")
+    model = perturbed("swinir-light-x4", 0.02, only="upsampler.")
     ins = analysis.inspect(model, to_tensor(degrade(hopper_face, 4)))
     assert ins.graphs == {} and ins.groups == [None] * 4
     m = attention.attention_map(ins, 0, 0, 1, (10, 20))  # block 0: no shift
@@ -519,7 +511,7 @@ def test_threshold_command_over_a_folder(tmp_path, astronaut_face, hopper_face, 
     (tmp_path / "faces").mkdir()
     for name, face in (("a", astronaut_face), ("b", hopper_face)):
         face.save(tmp_path / "faces" / f"{name}.png")
-    from analysis import sweep
+    from analysis.studies import sweep
 
     sweep.main([str(tmp_path / "faces"), "--weights", str(tmp_path / "gvt.safetensors"),
                     "--thresholds", "0.5,0.85", "--out", str(tmp_path / "sweep.png")])
@@ -538,7 +530,7 @@ def test_report_writes_its_files(tmp_path, astronaut):
         torch.manual_seed(0)
         save_model(gvtnet.build_model(preset, depths=(2,)), tmp_path / f"{name}.safetensors")
     astronaut.crop((120, 0, 360, 240)).save(tmp_path / "face.jpg")
-    from analysis import report
+    from analysis.studies import report
 
     out = tmp_path / "out"
     report.main([str(tmp_path / "face.jpg"), "--weights", str(tmp_path / "gvt.safetensors"), "--out", str(out),

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import to_array
+from conftest import ROOT, to_array
 from gvtnet.images import bicubic_upscale, degrade
 from gvtnet.metrics import psnr
 
@@ -58,14 +61,16 @@ def test_grayscale_stays_grayscale(tmp_path, hopper_face):
 
     s = restore(save_png(hopper_face.convert("L"), tmp_path / "gray.png"), 4, SIMULATE, CENTRE, False, "light", None)
     view = restore_view(s)
-    assert s.sr.mode == "L" and Image.open(view["gvtnet"]).mode == "L"
-    assert Image.open(view["vs_original"][1]).mode == "L"
+    assert s.sr.mode == "L" and Image.open(view.gvtnet).mode == "L"
+    assert Image.open(view.vs_original[1]).mode == "L"
 
 
 def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
-    from app.tabs.graph import face_picker, graph_view, picker_cell, select_graph_pixel, select_query
-    from app.tabs.inputs import CENTRE, SIMULATE
+    from app.context import values
+    from app.tabs.attention import select_query
+    from app.tabs.inputs import CENTRE, SIMULATE, face_picker, picker_cell
     from app.tabs.lam import lam_window, place_lam
+    from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.restore import restore
 
     s = restore(save_png(astronaut_face, tmp_path / "face.png"), 4, SIMULATE, CENTRE, False, "light", None)
@@ -74,7 +79,7 @@ def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
     assert picker_cell(s) == 12  # 32 LR px drawn 384 px wide
     s = select_graph_pixel(s, [383, 0])  # top-right corner of the large face
     assert s.graph_pixel == (0, 31)
-    face, caption, overview, heat, stats = graph_view(s, 0, 0, 0.85, "model's own", "released")
+    face, caption, overview, heat, stats = values(graph_view(s, 0, 0))
     assert Image.open(face).size == (384, 384)
     node = int(s.inspection.graph(0).node_map[0, 31])
     assert f"**node {node}**" in caption and f"window {s.inspection.window_at(0, 0, 31)}**" in caption
@@ -93,15 +98,15 @@ def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
     """The selection is the clicked pixel: in every group its node is the one covering that pixel (group 1
     rolls by 6, so a fixed node index would jump across the face)."""
     from analysis import graphs
-    from app.tabs.graph import graph_view, select_graph_pixel
     from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.restore import restore
 
     s = restore(save_png(astronaut_face, tmp_path / "face.png"), 4, SIMULATE, CENTRE, False, "light", None)
     s = select_graph_pixel(s, [12 * 2 + 5, 12 * 1 + 5])  # LR pixel (1, 2), near the top-left
     nodes = []
     for group in (0, 1, 0):
-        _, caption, *_ = graph_view(s, group, 0, 0.85, "model's own", "released")
+        caption = graph_view(s, group, 0).caption
         ins = s.inspection
         nodes.append(int(ins.graph(group).node_map[1, 2]))
         assert f"**node {nodes[-1]}**" in caption
@@ -111,28 +116,30 @@ def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
 
 
 def test_graph_off_and_window_scope_in_the_view(tmp_path, astronaut_face):
-    from app.tabs.graph import graph_view
+    from app.context import DEFAULT_GRAPH
     from app.tabs.inputs import CENTRE, SIMULATE
+    from app.tabs.neighbour_graph import graph_view
     from app.tabs.restore import restore
 
     s = restore(save_png(astronaut_face, tmp_path / "face.png"), 4, SIMULATE, CENTRE, False, "light", None)
-    on = graph_view(s, 1, 0, 0.85, "model's own", "released")
-    off = graph_view(s, 1, 0, 0.85, "model's own", "released", graph_off=True)
-    assert dict((r[0], r[1]) for r in off[4])["density"] == 1 and "The graph is off" in off[1]
-    assert dict((r[0], r[1]) for r in on[4])["density"] < 1
+    on = graph_view(s, 1, 0)
+    off = graph_view(s, 1, 0, replace(DEFAULT_GRAPH, use_graph=False))
+    assert dict((r[0], r[1]) for r in off.stats)["density"] == 1 and "The graph is off" in off.caption
+    assert dict((r[0], r[1]) for r in on.stats)["density"] < 1
     assert s.inspection.graph(1).adjacency.all()
-    window = graph_view(s, 1, 0, 0.85, "model's own", "released", scope="window", edges="kept")
-    assert s.inspection.scope == "window" and "each window has a graph of its own" in window[1]
-    assert "the 0 edges kept" not in window[1] and "(cyan" in window[1]
+    window = graph_view(s, 1, 0, replace(DEFAULT_GRAPH, graph_scope="window"), edges="kept")
+    assert s.inspection.scope == "window" and "each window has a graph of its own" in window.caption
+    assert "the 0 edges kept" not in window.caption and "(cyan" in window.caption
 
 
 def test_threshold_sweep_over_the_example_faces(tmp_path, astronaut_face):
+    from app.context import DEFAULT_GRAPH
     from app.tabs.inputs import CENTRE, SIMULATE
     from app.tabs.restore import restore
     from app.tabs.threshold import SWEEP_THRESHOLDS, threshold_faces_view
 
     s = restore(save_png(astronaut_face, tmp_path / "face.png"), 8, SIMULATE, CENTRE, False, "light", None)
-    fig, rows = threshold_faces_view(s, "model's own", "released")
+    fig, rows = threshold_faces_view(s, DEFAULT_GRAPH)
     assert len(rows) == len(SWEEP_THRESHOLDS) + 1 and rows[-1][0] == "graph off"
     own = rows[[r[0] for r in rows].index(0.85)]
     assert own[1:3] == [0, 0]  # the model's own T changes nothing
@@ -194,17 +201,52 @@ def test_bad_thresholds_and_checkpoint(tmp_path):
 
 
 def test_model_tab_shows_the_recorded_ablation():
-    """The Model tab's table and figure are drawn from docs/ablation-results.json as it is."""
+    """The Model tab's tables hold docs/ablation-results.json's numbers, computed here from the records
+    themselves: bicubic's means, the shipped GVTNet row's mean over seeds with its seed range, its step from
+    the row above (dense graph) paired by seed, and the fine-tuned pair's face-by-face difference."""
     import json
+    from statistics import fmean
 
-    from analysis import ablation
     from app.state import ABLATION_RESULTS
     from app.tabs.model import ablation_figure, ablation_summary
 
     results = json.loads(ABLATION_RESULTS.read_text())
-    assert ablation.tables(results) in ablation_summary()
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in ablation_summary().splitlines()
+             if line.startswith("|")]
+
+    def row(text: str) -> list[str]:
+        return next(cells for cells in table if any(text in c for c in cells))
+
+    def mean(run: str, key: str = "psnr_y") -> float:
+        return fmean(results[run][key])
+
+    assert row("bicubic")[4:6] == [f"{mean('bicubic'):.3f}", f"{mean('bicubic', 'ssim_y'):.4f}"]
+    seeds = [s for s in range(4) if f"gvtnet-s{s}" in results]
+    assert len(seeds) >= 2
+    shipped = row("GVTNet light as shipped")
+    per_seed = [mean(f"gvtnet-s{s}") for s in seeds]
+    assert shipped[4] == f"{fmean(per_seed):.3f} ({min(per_seed):.3f}-{max(per_seed):.3f})"
+    assert shipped[3] == f"{len(seeds)} of 4"
+    step = fmean(mean(f"gvtnet-s{s}") - mean(f"dense-graph-s{s}") for s in seeds)
+    assert shipped[6].startswith(f"{step:+.3f} [") and shipped[6].endswith(f"({len(seeds)} seeds)")
+    removed = row("minus with graph, face by face")
+    faces = [a - b for a, b in zip(results["ft-strided"]["psnr_y"], results["ft-gvtnet"]["psnr_y"])]
+    assert removed[1].startswith(f"{fmean(faces):+.3f} (")
+    assert f"higher on {sum(d > 0 for d in faces) / len(faces):.0%} of faces" in removed[1]
     fig = Image.open(ablation_figure())
     assert fig.format == "PNG" and fig.width > 400
+
+
+def test_python_app_py_runs_one_torch_thread_per_job():
+    """app.py, as `python app.py` and a Space run it, sets one torch thread before it builds the app (the
+    queue runs jobs side by side), whatever was set before; build and launch are replaced by reports."""
+    code = ("import runpy, types, torch, app; torch.set_num_threads(2); "
+            "app.build_app = lambda: print('built with', torch.get_num_threads(), 'threads') or "
+            "types.SimpleNamespace(launch=lambda **kw: print('launched', sorted(kw))); "
+            "runpy.run_path('app.py', run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "built with 1 threads" in run.stdout and "launched ['max_file_size'" in run.stdout
 
 
 def test_examples_are_faces():
@@ -221,6 +263,7 @@ def test_examples_are_faces():
 # The API, through gradio_client
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("scale", [4, 8])
 @pytest.mark.parametrize("face", ["astronaut_face", "hopper_face"])
 def test_upscale_endpoint(client, tmp_path, request, face, scale):
@@ -235,6 +278,7 @@ def test_upscale_endpoint(client, tmp_path, request, face, scale):
     assert psnr(to_array(sr), to_array(hr)) > psnr(to_array(bicubic), to_array(hr))
 
 
+@pytest.mark.server
 def test_upscale_endpoint_finds_the_face_in_a_big_photo(client, tmp_path, astronaut):
     from gradio_client import handle_file
 
@@ -270,6 +314,7 @@ def bad_files(tmp_path) -> dict[str, tuple[Path, str]]:
     return out
 
 
+@pytest.mark.server
 def test_bad_inputs_get_clear_errors(client, tmp_path):
     from gradio_client import handle_file
 
@@ -279,6 +324,7 @@ def test_bad_inputs_get_clear_errors(client, tmp_path):
         assert words in str(err.value), f"{name}: {err.value}"
 
 
+@pytest.mark.server
 def test_graph_and_lam_endpoints(client, tmp_path, hopper_face):
     from gradio_client import handle_file
 
@@ -297,6 +343,8 @@ def test_graph_and_lam_endpoints(client, tmp_path, hopper_face):
     assert res["GVTNet"]["di"] > 0 and (res["GVTNet"]["row"], res["GVTNet"]["col"]) == (120, 0)
 
 
+@pytest.mark.server
+@pytest.mark.slow
 def test_eight_concurrent_clients(app_url, tmp_path, astronaut_face):
     """Eight visitors sending the same image at once, in a loop for a bounded time: every request answers
     with the same, complete PNG (identical results race on Gradio's content-addressed cache)."""

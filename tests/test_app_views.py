@@ -20,32 +20,37 @@ def test_each_view_follows_a_new_face_on_its_own():
     demo = build_app()
     deps = {d["id"]: d for d in demo.config["dependencies"]}
     name = {i: demo.fns[i].name for i in deps}
+    where = {i: f"{demo.fns[i].fn.__module__}.{name[i]}" for i in deps}  # the tab's module, the function
     restores = [i for i in deps if name[i] == "on_restore"]
     assert len(restores) == 2  # a new face; a checkpoint upload
     for r in restores:
-        followers = {name[i] for i, d in deps.items() if d["trigger_after"] == r and d["trigger_only_on_success"]}
-        assert {"on_graph", "on_attention_tab", "on_lam_picker", "<lambda>"} <= followers
+        followers = {where[i] for i, d in deps.items() if d["trigger_after"] == r and d["trigger_only_on_success"]}
+        assert {"app.tabs.neighbour_graph.on_new_face", "app.tabs.attention.on_new_face", "app.tabs.lam.on_picker",
+                "app.context.<lambda>"} <= followers
     upload = next(i for i in deps if name[i] == "load_checkpoint")
     assert "on_photo" in {name[i] for i, d in deps.items() if d["trigger_after"] == upload}
 
 
 def test_a_model_without_graph_blocks_clears_the_graph_with_a_reason(tmp_path, astronaut_face):
-    from app.tabs.graph import attention_view, graph_view
+    from app.context import values
+    from app.tabs.attention import attention_view
     from app.tabs.lam import lam_picker
     from app.tabs.model import load_checkpoint
+    from app.tabs.neighbour_graph import graph_view
     from app.tabs.restore import restore
 
     path = tmp_path / "face.png"
     astronaut_face.save(path)
     swinir, _ = load_checkpoint(str(ASSETS / "swinir-light-x4.safetensors"))  # a GVTNet config without G blocks
     s = restore(str(path), 4, "simulate", "centre", "", "light", swinir)
-    face, caption, overview, heatmap, stats = graph_view(s, 0, 0, 0.85, "model's own", "released")
+    face, caption, overview, heatmap, stats = values(graph_view(s, 0, 0))
     assert face and "no graph blocks" in caption and overview is heatmap is stats is None
-    assert attention_view(s, 0, 1, 0, 0.85, "model's own", "released") is not None  # the other views still work
+    assert attention_view(s, 0, 1, 0) is not None  # the other views still work
     assert lam_picker(s, 16)
 
 
 @pytest.mark.server
+@pytest.mark.slow
 def test_visitors_at_once_get_what_each_gets_alone(app_url, tmp_path, astronaut_face, hopper_face):
     """Six visitors at once, faces of several sizes, x4 and x8, restorations and graphs mixed: every answer
     is the one the same request gets alone (the models are shared by every visitor)."""
@@ -83,3 +88,26 @@ def test_visitors_at_once_get_what_each_gets_alone(app_url, tmp_path, astronaut_
     assert not errors
     wrong = [r for r, a in answers if a != alone[r]]
     assert len(answers) > 2 * len(requests) and not wrong, wrong
+
+
+def test_a_new_view_is_one_module_and_one_line(monkeypatch):
+    """A tab module needs only a TITLE and build(ctx): added to ui.TABS, it gets its tab and follows new faces
+    through the shared context like the shipped ones."""
+    import types
+
+    import gradio as gr
+
+    from app import ui
+
+    def build(ctx):
+        size = gr.Markdown(elem_id="face-size")
+        ctx.on_new_face(lambda s: f"{s.lr.width} px", [ctx.session], size)
+
+    monkeypatch.setattr(ui, "TABS", [*ui.TABS, types.SimpleNamespace(TITLE="Face size", build=build)])
+    demo = ui.build_app()
+    tabs = [b for b in demo.blocks.values() if isinstance(b, gr.Tab)]
+    assert [t.label for t in tabs][-1] == "Face size"
+    restores = [d["id"] for d in demo.config["dependencies"] if demo.fns[d["id"]].name == "on_restore"]
+    sizes = [d for d in demo.config["dependencies"] if demo.fns[d["id"]].name == "<lambda>"
+             and d["trigger_after"] in restores and demo.fns[d["id"]].fn.__module__ == __name__]
+    assert len(sizes) == len(restores) == 2  # after a new face and after an upload

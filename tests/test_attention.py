@@ -15,21 +15,10 @@ from PIL import Image
 import analysis
 import gvtnet
 from analysis import attention
-from conftest import ASSETS
+from conftest import ASSETS, perturbed
 from gvtnet.images import degrade
 from gvtnet.inference import to_tensor
 from gvtnet.model import to_windows
-
-
-def perturbed(preset: str) -> gvtnet.GVTNet:
-    """An untrained model whose attention is far from uniform (weights scaled up)."""
-    torch.manual_seed(0)
-    m = gvtnet.build_model(preset).eval()
-    with torch.no_grad():
-        for blk in (b for g in m.layers for b in g.blocks):
-            for p in blk.attn.qkv.parameters():
-                p.mul_(8)
-    return m
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +227,7 @@ def test_padding_share_is_counted(shipped, padded_lr):
 
 @pytest.mark.parametrize("preset", ["light-x4", "swinir-light-x4"])
 def test_rollout_of_identity_attention_is_a_delta(preset, face_lr):
-    ins = analysis.inspect(perturbed(preset), face_lr)
+    ins = analysis.inspect(perturbed(preset, 0.5, only=".attn.qkv."), face_lr)
     nw, heads, n, _ = ins.blocks[0].attention.shape
     identity = with_attention(ins, lambda b: np.broadcast_to(np.eye(n, dtype=np.float32), (nw, heads, n, n)))
     for query, fusion, residual in (((0, 0), "mean", True), ((13, 22), "max", False), ((31, 5), "min", True)):
@@ -253,7 +242,7 @@ def test_rollout_of_identity_attention_is_a_delta(preset, face_lr):
 def test_rollout_is_the_product_of_block_matrices(preset, fusion, residual, hopper_face):
     """Against dense (HW, HW) matrices built from the model's own window partition, multiplied through."""
     lr = to_tensor(degrade(hopper_face, 8))  # 16 x 16: shifts apply (16 > 8), HW = 256
-    ins = analysis.inspect(perturbed(preset), lr)
+    ins = analysis.inspect(perturbed(preset, 0.5, only=".attn.qkv."), lr)
     hw = 16 * 16
     total = np.eye(hw)
     for b in ins.blocks:
@@ -314,6 +303,11 @@ def test_depth_figures(compared, astronaut_face):
     mass = attention.mass_figure(compared)
     boxes = [t for t in mass.data if isinstance(t, go.Box)]
     assert len(boxes) == 3 and np.allclose(boxes[2].median, 1)  # SwinIR: every row sums to 1
+    # colours: the palette's in turn, whatever the models are called, except those given for a name
+    assert [t.line.color for t in lines] == [b.marker.color for b in boxes] == list(attention.PALETTE[:3])
+    given = attention.distance_figure(compared, {"GVTNet, graph off": "black"})
+    assert [t.line.color for t in given.data if t.mode == "lines+markers"] == [attention.PALETTE[0], "black",
+                                                                                attention.PALETTE[1]]
     roll = attention.rollout_figure(compared, astronaut_face, (16, 16), "max")
     heat = [t for t in roll.data if isinstance(t, go.Heatmap)]
     assert len(heat) == 3
@@ -322,40 +316,48 @@ def test_depth_figures(compared, astronaut_face):
 
 
 def test_attention_tab_callbacks(tmp_path, astronaut_face):
+    from app.context import DEFAULT_GRAPH
     from app.state import MODELS
-    from app.tabs.graph import (attention_depth_view, attention_view, compared_inspections, picker_cell, rollout_view,
-                                select_query)
-    from app.tabs.inputs import CENTRE, REAL, SIMULATE
+    from app.tabs.attention import (
+        MODEL_COLOURS,
+        attention_view,
+        compared_inspections,
+        depth_view,
+        rollout_view,
+        select_query,
+    )
+    from app.tabs.inputs import CENTRE, REAL, SIMULATE, picker_cell
     from app.tabs.restore import restore
 
     path = tmp_path / "face.png"
     astronaut_face.save(path)
-    settings = (0.85, "model's own", "released")
+    settings = DEFAULT_GRAPH
     s = restore(str(path), 4, SIMULATE, CENTRE, False, "light", None)
-    inspections = compared_inspections(s, *settings)
+    inspections = compared_inspections(s, settings)
     assert list(inspections) == ["GVTNet", "GVTNet, graph off", "SwinIR"]
     assert inspections["SwinIR"].layout == "contiguous" and inspections["GVTNet, graph off"].blocks[1].kind == "G"
     assert all(blk.attn.record is None for m in (s.model, s.baseline_model) for g in m.layers for blk in g.blocks)
-    dist, mass = attention_depth_view(s, *settings)
-    assert len([t for t in dist.data if t.mode == "lines+markers"]) == 3
+    dist, mass = (lambda v: (v.distance, v.mass))(depth_view(s, settings))
+    lines = [t for t in dist.data if t.mode == "lines+markers"]
+    assert [t.line.color for t in lines] == [MODEL_COLOURS[name] for name in inspections]  # the app's own colours
     cell = picker_cell(s)  # screen pixels per LR pixel of the clickable face
     s = select_query(s, [10 * cell + 1, 25 * cell + 1])
-    roll = rollout_view(s, "mean", *settings)
+    roll = rollout_view(s, "mean", settings)
     assert "(25, 10)" in roll.layout.title.text
-    again = compared_inspections(s, *settings)
+    again = compared_inspections(s, settings)
     assert again["SwinIR"] is inspections["SwinIR"]  # computed once per session
-    assert compared_inspections(s, 0.5, "model's own", "released")["GVTNet"] is not inspections["GVTNet"]
+    assert compared_inspections(s, replace(settings, threshold=0.5))["GVTNet"] is not inspections["GVTNet"]
     # a real low-resolution face of 27 px is padded: the figures say how much weight the padding takes
     small = tmp_path / "small.png"
     astronaut_face.resize((27, 27), Image.BICUBIC).save(small)
     s = restore(str(small), 4, REAL, CENTRE, False, "light", None)
-    assert "on the padding" in rollout_view(s, "mean", *settings).layout.annotations[0].text
-    assert "on the padding" in attention_view(s, 0, 0, 0, *settings).layout.annotations[0].text
+    assert "on the padding" in rollout_view(s, "mean", settings).layout.annotations[0].text
+    assert "on the padding" in attention_view(s, 0, 0, 0, settings).layout.annotations[0].text
     assert MODELS.baseline("light", 4) is s.baseline_model
 
 
 def test_distances_command(tmp_path, capsys, shipped, astronaut_face, hopper_face):
-    from analysis import distances
+    from analysis.studies import distances
 
     for i, face in enumerate((astronaut_face, hopper_face)):
         face.save(tmp_path / f"{i}.png")
@@ -364,7 +366,7 @@ def test_distances_command(tmp_path, capsys, shipped, astronaut_face, hopper_fac
                     str(ASSETS / "swinir-light-x4.safetensors"), "--data", str(tmp_path), "--lr-size", "27"])
     out = capsys.readouterr().out
     assert "2 faces" in out and "27 px padded to 32" in out
-    faces = distances.load_faces(str(tmp_path), 20, 4, 27)
+    faces = distances.lr_face_list(str(tmp_path), 20, 4, 27)
     assert [f.shape for f in faces] == [(1, 3, 27, 27)] * 2
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| 0.1 |")]
     assert len(rows) == 4  # reach, mass cut, row total, padding share

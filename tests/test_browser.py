@@ -11,6 +11,9 @@ import pytest
 
 from conftest import ARTIFACTS
 
+# Each drives Chromium against `python app.py` on a free port.
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]

@@ -1,4 +1,5 @@
-"""LAM and DI against the reference's definitions (the LAM_Demo reference code, as documented in ../shared/docs/lam-reference.md)."""
+"""LAM and DI against the reference's definitions (the LAM_Demo reference code, as documented in
+../shared/docs/lam-reference.md)."""
 from __future__ import annotations
 
 import numpy as np
@@ -179,7 +180,7 @@ def test_spread_figure(model, lr16):
 
 
 def test_study_matches_lam_and_resumes(model, lr16, tmp_path):
-    from analysis import lam_study
+    from analysis.studies import lam_study
 
     faces = {"f1": lr16, "f2": lr16.flip(-1), "f3": lr16.flip(-2)}
     windows = [lam_study.Window("w", 20, 24, 16), lam_study.Window("edge", -4, 50, 16)]
@@ -227,7 +228,7 @@ TINY = dict(fold=4, parallel=False, resamples=200)
 
 
 def _windows(spec=TINY_WINDOW):
-    from analysis import lam_study
+    from analysis.studies import lam_study
 
     return [lam_study.Window(*w) for w in spec]
 
@@ -235,7 +236,7 @@ def _windows(spec=TINY_WINDOW):
 @pytest.fixture
 def lam_calls(monkeypatch):
     """The (window row, col, models) of every attribution_maps call the study makes."""
-    from analysis import lam_study
+    from analysis.studies import lam_study
 
     calls, real = [], lam_study.attribution_maps
 
@@ -253,7 +254,7 @@ def _dis(result) -> dict:
 
 def test_study_resume_other_faces_of_the_same_names(tmp_path):
     """Same file names, other pictures: recomputed, as a fresh study (the old code matched on names)."""
-    from analysis import lam_study
+    from analysis.studies import lam_study
 
     models, path = {"m": _tiny_model()}, tmp_path / "s.json"
     saved = lam_study.study(models, _tiny_faces(1), _windows(), path=path, **TINY)
@@ -270,7 +271,7 @@ def test_study_resume_other_faces_of_the_same_names(tmp_path):
 def test_study_resume_counts_only_what_was_asked(tmp_path, lam_calls):
     """Two faces saved, one asked for: one face in the records, the file and the summary (the old code
     returned and counted the file's other face too)."""
-    from analysis import lam_study
+    from analysis.studies import lam_study
 
     models, path = {"m": _tiny_model()}, tmp_path / "s.json"
     faces = _tiny_faces(1, ("f1", "f2"))
@@ -288,7 +289,7 @@ def test_study_resume_counts_only_what_was_asked(tmp_path, lam_calls):
 def test_study_resume_with_changed_weights(tmp_path, lam_calls):
     """One parameter edited, same name and architecture: recomputed, as a fresh study (the old code's
     settings held only describe_model's line, which the edit leaves as it was)."""
-    from analysis import lam_study
+    from analysis.studies import lam_study
     from gvtnet.weights import state_dict_sha256
 
     model, path, faces = _tiny_model(), tmp_path / "s.json", _tiny_faces(1)
@@ -305,7 +306,7 @@ def test_study_resume_with_changed_weights(tmp_path, lam_calls):
 def test_study_resume_reuses_matching_records(tmp_path, lam_calls):
     """Identical inputs, the model now read back from a weights file: nothing is recomputed. A resume with
     one more window (a file of other settings, which the old code refused) computes only that window."""
-    from analysis import lam_study
+    from analysis.studies import lam_study
     from gvtnet.sr_models import load_sr_model
     from gvtnet.weights import save_model, state_dict_sha256
 
@@ -328,7 +329,7 @@ def test_study_resume_old_format_file(tmp_path, lam_calls):
     """A file of the format before the hashes (its records lack them): read, nothing reused, rewritten."""
     import json
 
-    from analysis import lam_study
+    from analysis.studies import lam_study
 
     path, faces = tmp_path / "s.json", _tiny_faces(1)
     old = {"face": "f1", "window": "w", "model": "m", "row": 8, "col": 8, "size": 8, "di": 123.0}
@@ -340,7 +341,7 @@ def test_study_resume_old_format_file(tmp_path, lam_calls):
 
 def test_summary_by_hand():
     """Paired differences per face (mean over windows), their bootstrap interval, the fraction higher."""
-    from analysis import lam_study
+    from analysis.studies import lam_study
 
     di = {("f1", "a"): 10, ("f1", "b"): 7, ("f2", "a"): 5, ("f2", "b"): 6, ("f3", "a"): 9, ("f3", "b"): 4}
     records = [{"face": f, "window": w, "model": m, "di": v + (1 if w == "y" else 0)}
@@ -360,7 +361,7 @@ def test_summary_by_hand():
 
 
 def test_face_windows_inside_the_face():
-    from analysis import lam_study
+    from analysis.studies import lam_study
 
     wins = {w.name: w for w in lam_study.face_windows(128, 128)}
     assert wins["left_eye"].row == wins["right_eye"].row < wins["nose"].row < wins["mouth"].row
@@ -380,10 +381,10 @@ def test_app_lam_with_an_uploaded_model(tmp_path, astronaut_face):
     from app.tabs.lam import LAM_PRECISION, lam_view
     from app.tabs.model import load_checkpoint, model_summary
     from app.tabs.restore import NO_GRAPH, metrics, restore, restore_view
+    from gvtnet.compat import import_spandrel
     from gvtnet.inference import resolve_precision
-    from gvtnet.sr_models import _spandrel
 
-    _spandrel()
+    import_spandrel()
     from spandrel.architectures.ESRGAN import ESRGAN
 
     torch.manual_seed(0)
@@ -396,13 +397,13 @@ def test_app_lam_with_an_uploaded_model(tmp_path, astronaut_face):
     s = restore(str(face), 4, SIMULATE, CENTRE, False, "light", None, compare)  # its x8 sets the scale
     upload = "ESRGAN (uploaded)"  # beside the shipped graph-free GVTNet, which x8 also has
     assert s.scale == 8 and list(s.others) == [NO_GRAPH, upload] and s.others_sr[upload].size == (128, 128)
-    assert [r[0] for r in metrics(s)][-1] == upload and len(restore_view(s)["others"]) == 2
+    assert [r[0] for r in metrics(s)][-1] == upload and len(restore_view(s).others) == 2
     assert "no graph layers" in model_summary(s.model, "shipped", s.others)
     calls = []
     v = lam_view(s, 16, lambda d, t: calls.append((d, t)))
-    assert list(v["models"]) == ["GVTNet", "SwinIR", NO_GRAPH, upload] and max(calls) == (200, 200)
-    assert v["precision"] == resolve_precision("auto") and v["spread"].endswith(".png")
-    r = v["models"][upload]
+    assert list(v.models) == ["GVTNet", "SwinIR", NO_GRAPH, upload] and max(calls) == (200, 200)
+    assert v.precision == resolve_precision("auto") and v.spread.endswith(".png")
+    r = v.models[upload]
     one = lam.local_attribution_map(compare, to_tensor(s.lr), r["row"], r["col"], 16, batch_size=50,
                                     precision=LAM_PRECISION)
     assert r["di"] == pytest.approx(one.di, abs=2e-3)
@@ -430,7 +431,7 @@ def test_app_small_study_on_a_real_face_of_another_size(monkeypatch):
     its size, so that the named windows, placed on 100 px, fit every face."""
     import gradio as gr
 
-    from analysis import lam_study
+    from analysis.studies import lam_study
     from app.examples import lfw_files
     from app.tabs.inputs import CENTRE, REAL
     from app.tabs.lam import lam_study_view

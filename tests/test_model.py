@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields, replace
 
 import pytest
 import torch
@@ -10,9 +11,12 @@ from safetensors.torch import load_file
 from torch.utils.flop_counter import FlopCounterMode
 
 import gvtnet
-from gvtnet.graph import chebyshev_distance
-from gvtnet.model import GVTNetConfig, cyclic_shift, shift_mask
+from conftest import perturbed
+from gvtnet.adjacency import chebyshev_distance
+from gvtnet.model import GraphSettings, GVTNet, GVTNetConfig, cyclic_shift, shift_mask
 from gvtnet.weights import infer_config, released_to_ours
+
+GRAPH_SETTINGS = [f.name for f in fields(GraphSettings)]
 
 
 def released(fixtures_dir, name):
@@ -67,15 +71,6 @@ def test_light_presets_are_light(preset):
     assert sum(p.numel() for p in gvtnet.build_model(preset).parameters()) < 1_000_000
 
 
-def perturbed(preset, std=0.05, **kw):
-    """A model whose every weight is random (light presets start as plain bicubic otherwise)."""
-    torch.manual_seed(0)
-    model = gvtnet.build_model(preset, **kw).eval()
-    for p in model.parameters():
-        p.data.normal_(0, std)
-    return model
-
-
 @pytest.mark.parametrize("preset", ["light-x4", "swinir-light-x8"])
 def test_any_input_size_equals_padding_by_hand(preset):
     model = perturbed(preset, bicubic_skip=False)  # the skip upsamples the unpadded input, by design
@@ -123,6 +118,46 @@ def test_variant_shares_weights_and_leaves_the_original_alone():
         assert torch.allclose(model(x), model.variant(threshold=0.85)(x))
     with pytest.raises(ValueError):
         model.variant(embed_dim=64)
+
+
+# One other value for each field a variant may change.
+OTHER_GRAPH_SETTINGS = {"threshold": 0.4, "minkowski_p": 1.0, "neighbour_rule": "paper", "distance_basis": "features",
+                        "adjacency_mode": "mask", "graph_qk_scale": True, "use_graph": False, "graph_scope": "window"}
+
+
+@pytest.mark.parametrize("field", GVTNet.GRAPH_FIELDS)
+def test_a_variant_computes_what_a_network_built_with_its_settings_does(field):
+    """variant copies the modules and re-applies the graph settings instead of building anew: for every field
+    it may change, its output equals that of a network built from the changed config and given the weights."""
+    model = perturbed("light-x8", std=0.2)
+    change = {field: OTHER_GRAPH_SETTINGS[field]}
+    built = GVTNet(replace(model.cfg, **change))
+    built.load_state_dict(model.state_dict())
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        want = built(x)
+        assert torch.equal(model.variant(**change)(x), want)
+        if field in GRAPH_SETTINGS:
+            assert torch.equal(model.variant(GraphSettings(**change))(x), want)
+        assert not torch.equal(model(x), want)  # the setting matters here, so the test can fail
+
+
+def test_graph_settings_are_one_value_with_the_models_own_where_unset():
+    s = GraphSettings(threshold=0.5, use_graph=False)
+    assert s.changes() == {"threshold": 0.5, "use_graph": False} and GraphSettings().changes() == {}
+    assert set(GRAPH_SETTINGS) <= set(GVTNet.GRAPH_FIELDS)
+    model = perturbed("light-x8")
+    other = model.variant(s, minkowski_p=1.0)  # settings and single fields together
+    assert (other.cfg.threshold, other.cfg.use_graph, other.cfg.minkowski_p) == (0.5, False, 1.0)
+    assert model.variant(GraphSettings()).cfg == model.cfg
+
+
+@pytest.mark.parametrize("pattern,depths,expected", [("SG", (2, 2), True), ("G", (1, 1), True),
+                                                      ("S", (2, 2), False), ("SG", (1, 1), False)])
+def test_has_graph_when_any_block_built_is_a_graph_block(pattern, depths, expected):
+    model = gvtnet.GVTNet(GVTNetConfig(embed_dim=12, num_heads=2, depths=depths, block_pattern=pattern))
+    assert model.cfg.has_graph is expected
+    assert expected == any(b.kind == "G" for g in model.layers for b in g.blocks)
 
 
 def test_invalid_configs_are_refused():

@@ -1,4 +1,4 @@
-"""Whole photos (gvtnet.photo, gvtnet.infer, the app's Photo tab): the blend's math by hand, then a photo
+"""Whole photos (gvtnet.photo, gvtnet.upscale_files, the app's Photo tab): the blend's math by hand, then a photo
 composed of real faces, downscaled and restored, against the composition."""
 from __future__ import annotations
 
@@ -285,7 +285,7 @@ def test_find_faces_includes_find_face(group):
 
 
 def test_cli_folders_photos_broken_files_and_overwrite(tmp_path, group_x4, capsys):
-    from gvtnet.infer import main
+    from gvtnet.upscale_files import main
 
     _, lr, _ = group_x4
     src = tmp_path / "in"
@@ -321,8 +321,8 @@ def test_cli_folders_photos_broken_files_and_overwrite(tmp_path, group_x4, capsy
     assert e.value.code == 1
 
 
-def test_python_m_gvtnet_infer_does_not_warn():
-    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "gvtnet.infer", "--help"], cwd=ROOT,
+def test_python_m_gvtnet_upscale_files_does_not_warn():
+    run = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-m", "gvtnet.upscale_files", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "Warning" not in run.stderr and "--photo" in run.stdout
 
@@ -338,13 +338,13 @@ def test_photo_tab_callbacks_and_choosing_a_face(tmp_path):
     from app.tabs.restore import restore
 
     v = photo_view(group_file(), 4, "", "light", None)
-    assert v["notes"].startswith(f"{len(GROUP)} faces found, {len(GROUP)} restored")
-    boxes = Image.open(v["boxes"])
-    restored, bicubic = (Image.open(p) for p in v["slider"])
-    assert boxes.size == restored.size == bicubic.size and v["download"] == v["slider"][0]
-    assert len(v["gallery"]) == len(v["faces"]) == len(GROUP)
-    path, number = chosen_face(v["faces"], 1)
-    assert number == 2 and np.array_equal(np.asarray(Image.open(path)), np.asarray(v["faces"][1][1]))
+    assert v.notes.startswith(f"{len(GROUP)} faces found, {len(GROUP)} restored")
+    boxes = Image.open(v.boxes)
+    restored, bicubic = (Image.open(p) for p in v.slider)
+    assert boxes.size == restored.size == bicubic.size and v.download == v.slider[0]
+    assert len(v.gallery) == len(v.faces) == len(GROUP)
+    path, number = chosen_face(v.faces, 1)
+    assert number == 2 and np.array_equal(np.asarray(Image.open(path)), np.asarray(v.faces[1][1]))
     s = restore(path, 4, REAL, CENTRE, "", "light", None)  # what choosing it does to the session
     assert s.hr is None and s.lr.width <= SR_MAX // 4
     import gradio as gr
@@ -361,7 +361,7 @@ def test_photo_tab_on_a_face_spanning_the_photo_and_a_scale_without_weights(tmp_
     path = tmp_path / "portrait.png"
     portrait.save(path)
     v = photo_view(str(path), 4, "", "light", None)
-    assert v["notes"].startswith("1 face found, 1 restored") and Image.open(v["download"]).size == (192, 440)
+    assert v.notes.startswith("1 face found, 1 restored") and Image.open(v.download).size == (192, 440)
     with pytest.raises(gr.Error, match="Cannot restore photos at x2: no shipped GVTNet weights"):
         photo_view(str(path), 2, "", "light", None)
 

@@ -181,6 +181,7 @@ def browser():
         b.close()
 
 
+@pytest.mark.server
 def test_uploads_over_the_cap_are_refused(server, tmp_path):
     import httpx
 
@@ -197,6 +198,9 @@ def test_uploads_over_the_cap_are_refused(server, tmp_path):
     assert server.alive()
 
 
+@pytest.mark.server
+@pytest.mark.browser
+@pytest.mark.slow
 def test_seeded_fuzz_set(server, browser, tmp_path):
     """Damaged and odd files (benchmarks/fuzz.py, seed 0): each answered with a restoration or a clear
     message through /upscale, a spread of them through the page's Photo input too; the server survives."""
@@ -216,6 +220,9 @@ def test_seeded_fuzz_set(server, browser, tmp_path):
     assert server.alive()
 
 
+@pytest.mark.server
+@pytest.mark.browser
+@pytest.mark.slow
 def test_short_load_with_a_browser_visitor_in_the_queue(server, browser):
     """Two clients calling /lam and two /upscale for a few seconds, and a visitor running LAM from the page:
     every call answered, no connection error, the visitor shown a queue position, memory bounded."""
@@ -231,6 +238,9 @@ def test_short_load_with_a_browser_visitor_in_the_queue(server, browser):
     assert res.peak_rss_mb < 6000 and res.alive
 
 
+@pytest.mark.server
+@pytest.mark.browser
+@pytest.mark.slow
 def test_lam_stops_when_its_visitor_leaves(server, browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
@@ -251,6 +261,9 @@ def test_lam_stops_when_its_visitor_leaves(server, browser):
     assert server.alive()
 
 
+@pytest.mark.server
+@pytest.mark.browser
+@pytest.mark.slow
 def test_leaving_releases_the_visitors_upload(browser, tmp_path):
     """A visitor uploads a checkpoint and closes the tab: their model, session and Gradio's record of the
     session are released (the app in this process, so that what it still holds can be counted; the
@@ -258,6 +271,7 @@ def test_leaving_releases_the_visitors_upload(browser, tmp_path):
     import gc
 
     from app import build_app
+    from app.compat import session_hashes
     from benchmarks.server import free_port
     from benchmarks.sessions import checkpoint, visit
     from gvtnet import GVTNet
@@ -275,9 +289,9 @@ def test_leaving_releases_the_visitors_upload(browser, tmp_path):
         for _ in range(2):
             visit(browser, f"http://127.0.0.1:{port}/", ckpt)  # returns once the face is restored with it
         deadline = time.monotonic() + 120  # jobs still running when the tab closed finish first
-        while uploaded() or demo.state_holder.session_data:
+        while uploaded() or session_hashes(demo):
             assert time.monotonic() < deadline, f"{uploaded()} uploaded models and " \
-                f"{len(demo.state_holder.session_data)} sessions still held after the visitors left"
+                f"{len(session_hashes(demo))} sessions still held after the visitors left"
             time.sleep(1)
     finally:
         demo.close()

@@ -12,11 +12,12 @@ from safetensors.torch import save_file
 import gvtnet
 from analysis import lam
 from gvtnet import inference
+from gvtnet.compat import import_spandrel
 from gvtnet.data import image_files
 from gvtnet.images import center_square, degrade, open_image
 from gvtnet.inference import super_resolve, to_tensor
 from gvtnet.metrics import psnr
-from gvtnet.sr_models import SpandrelSR, _spandrel, describe_model, has_graph, load_sr_model, model_name, scale_of
+from gvtnet.sr_models import SpandrelSR, describe_model, has_graph, load_sr_model, model_name, scale_of
 from gvtnet.weights import CheckpointError
 
 ASSETS = os.path.join(os.path.dirname(__file__), "..", "assets")
@@ -24,7 +25,7 @@ ASSETS = os.path.join(os.path.dirname(__file__), "..", "assets")
 
 def small_nets() -> dict[str, torch.nn.Module]:
     """spandrel's SwinIR, HAT and RRDB (ESRGAN) at small random configurations, x4."""
-    _spandrel()
+    import_spandrel()
     from spandrel.architectures.ESRGAN import ESRGAN
     from spandrel.architectures.HAT import HAT
     from spandrel.architectures.SwinIR import SwinIR
@@ -74,7 +75,7 @@ def test_output_equals_spandrel_call_at_any_size(nets, arch, tmp_path):
     _save(nets[arch], path)
     model = load_sr_model(path)
     x = torch.rand(1, 3, 10, 13, generator=torch.Generator().manual_seed(2))
-    reference = _spandrel().ModelLoader().load_from_state_dict(dict(nets[arch].state_dict()))(x)
+    reference = import_spandrel().ModelLoader().load_from_state_dict(dict(nets[arch].state_dict()))(x)
     with torch.no_grad():
         out = model(x)
     assert out.shape == (1, 3, 40, 52)
@@ -114,7 +115,7 @@ def test_unknown_architecture_names_what_it_saw(tmp_path):
 
 def test_non_sr_spandrel_model_is_refused(tmp_path):
     """A 1x restoration network (an RRDB without upsampling) is an architecture spandrel knows, not SR."""
-    _spandrel()
+    import_spandrel()
     from spandrel.architectures.ESRGAN import ESRGAN
 
     path = tmp_path / "restorer.safetensors"

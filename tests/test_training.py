@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import shutil
@@ -20,10 +19,10 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio
 
 import gvtnet
+from conftest import ASSETS, ROOT, need
 from gvtnet.data import FacePairs, image_files, split_files
 from gvtnet.evaluate import evaluate_pairs
 from gvtnet.inference import super_resolve
-from conftest import ASSETS, ROOT, need
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
@@ -110,6 +109,7 @@ def run_train(args, **kw):
                           env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=600, **kw)
 
 
+@pytest.mark.slow
 def test_a_few_steps_lower_the_loss(few_faces, tmp_path):
     torch.manual_seed(0)
     pairs = FacePairs.from_files(image_files(few_faces), scale=8, progress=False)
@@ -131,6 +131,7 @@ def test_a_few_steps_lower_the_loss(few_faces, tmp_path):
     assert loss() < 0.97 * before  # from plain bicubic (light presets start there)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_the_same_weights(few_faces, tmp_path):
     common = ["--preset", "light-x8", "--data", str(few_faces), "--steps", "8", "--batch", "4",
               "--val-count", "8", "--val-every", "4", "--ckpt-every", "2", "--seed", "3", "--hr-sizes", "128", "64",
@@ -157,6 +158,7 @@ def test_resume_after_kill_gives_the_same_weights(few_faces, tmp_path):
     assert any("val_psnr_y" in r for r in logged)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_resumably(few_faces, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "gvtnet.train", "--no-progress", "--threads", "1",
@@ -173,6 +175,7 @@ def test_sigterm_stops_resumably(few_faces, tmp_path):
     assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] > 0
 
 
+@pytest.mark.slow
 def test_ddp_on_two_gloo_processes(few_faces, tmp_path):
     out = tmp_path / "ddp"
     result = subprocess.run(
@@ -247,6 +250,7 @@ def test_shipped_graph_free_gvtnet_is_gvtnet_without_its_graph():
     assert model.cfg == dataclasses.replace(shipped.cfg, block_pattern="S")
 
 
+@pytest.mark.slow
 def test_init_starts_from_given_weights(few_faces, tmp_path):
     torch.manual_seed(5)
     start = gvtnet.build_model("light-x8")

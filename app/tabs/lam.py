@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image, ImageDraw
 
 from analysis import lam as lam_analysis
-from analysis import lam_study
+from analysis.studies import lam_study
 from gvtnet.images import degrade
 from gvtnet.inference import to_tensor
 
+from ..context import PRIVATE, Context
 from ..examples import example_files
-from ..state import Session
-from .inputs import FACE, SIMULATE, png, prepare
+from ..state import VISITORS, Session
+from .inputs import FACE, IMAGE, SIMULATE, no_face, png, prepare
+
+TITLE = "LAM"
 
 
 def lam_window(s: Session, window: int) -> tuple[int, int]:
@@ -62,10 +66,19 @@ def lam_models(s: Session) -> dict:
     return {"GVTNet": s.model} | ({"SwinIR": s.baseline_model} if s.baseline_model is not None else {}) | s.others
 
 
-def lam_view(s: Session, window: int, progress=None, spread: bool = True) -> dict:
+@dataclass(frozen=True)
+class LamView:
+    """models: {name: {'di', 'row', 'col', 'window', 'precision', 'overlay', 'kde'}} (JSON-ready; overlay and
+    kde are files); spread: the spread figure's file, or None; precision: what LAM ran in."""
+
+    models: dict
+    spread: str | None
+    precision: str
+
+
+def lam_view(s: Session, window: int, progress=None, spread: bool = True) -> LamView:
     """LAM of the window for every model of `lam_models`, side by side on one shared path; progress(done,
-    total) counts the path points of all. Returns {'models': {name: {'di', 'row', 'col', 'window',
-    'precision', 'overlay', 'kde'}}, 'spread': the spread view's file (or None), 'precision'}."""
+    total) counts the path points of all."""
     row, col = lam_window(s, window)
     results = lam_analysis.attribution_maps(lam_models(s), to_tensor(s.lr), row, col, window=int(window),
                                             batch_size=LAM_BATCH, precision=LAM_PRECISION, progress=progress)
@@ -78,16 +91,16 @@ def lam_view(s: Session, window: int, progress=None, spread: bool = True) -> dic
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=100)
         spread_png = png(Image.open(buf), "lam-spread")
-    return {"models": models, "spread": spread_png, "precision": next(iter(results.values())).precision}
+    return LamView(models, spread_png, next(iter(results.values())).precision)
 
 
 def run_lam(s: Session, window: int, progress=None) -> dict:
     """{name: {'di', 'row', 'col', 'window', 'precision', 'overlay', 'kde'}} of lam_view, without the figure."""
-    return lam_view(s, window, progress, spread=False)["models"]
+    return lam_view(s, window, progress, spread=False).models
 
 
 def lam_study_view(s: Session, window: int, progress=None) -> tuple[str, str]:
-    """A small analysis.lam_study: LAM of every model at the named face windows (eyes, nose, mouth) of
+    """A small analysis.studies.lam_study: LAM of every model at the named face windows (eyes, nose, mouth) of
     the example faces and the session's own. Returns (Markdown table, figure file); progress(done, total)
     counts face-windows."""
     lam_window(s, window)  # refuses a window that does not fit the restoration
@@ -107,3 +120,65 @@ def lam_study_view(s: Session, window: int, progress=None) -> tuple[str, str]:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     return lam_study.markdown(result) + "\n" + lam_study.FIGURE_CAPTION, png(Image.open(buf), "lam-study")
+
+
+def build(ctx: Context) -> None:
+    with gr.Row():
+        picker = gr.Image(label="Click the restoration to place the window", interactive=False, height=320,
+                          scale=1, **IMAGE)
+        with gr.Column(scale=1):
+            window = gr.Radio([8, 16, 32], value=16, label="Window (SR px)")
+            run = gr.Button("Run LAM", variant="primary")
+            di = gr.Markdown(elem_id="lam-di")
+    gallery = gr.Gallery(label="Attribution (overlay, KDE)", columns=4, height=260, format="png")
+    gr.Markdown(lam_analysis.SPREAD_CAPTION)
+    spread = gr.Image(label="Spread of the attribution (log scale, 50/90/99% contours)", interactive=False,
+                      **IMAGE)
+    record = gr.JSON(visible=False)
+    with gr.Accordion("Across faces: a small study", open=False):
+        gr.Markdown(f"LAM of every model at the eyes, nose and mouth of {STUDY_FACES} faces (the examples and "
+                    "yours), with the window size above: mean DI per model and the paired differences. "
+                    "`python -m analysis.studies.lam_study` runs it on many faces.")
+        study = gr.Button("Run the small study")
+        study_table = gr.Markdown(elem_id="lam-study")
+        study_plot = gr.Image(label="DI per window, paired differences", interactive=False, **IMAGE)
+    ctx.results(gallery, di, record, spread, study_table, study_plot)
+
+    def on_picker(s, window_):
+        return None if s is None else lam_picker(s, window_)
+
+    def on_place(s, evt: gr.SelectData):
+        if s is None:
+            no_face()
+        return place_lam(s, evt.index)
+
+    def on_run(s, window_, request: gr.Request, progress=gr.Progress()):
+        if s is None:
+            no_face()
+
+        def step(done, total):  # a visitor who closed the tab stops the job here, freeing its worker
+            VISITORS.check(request.session_hash, "LAM", done, total)
+            progress((done, total), desc="LAM path steps")
+
+        v = lam_view(s, window_, step)
+        items = [(r[k], f"{name} {k}") for name, r in v.models.items() for k in ("overlay", "kde")]
+        text = " · ".join(f"**{name}**: DI = {r['di']:.2f}" for name, r in v.models.items())
+        return (items, f"Diffusion index (higher: the window draws on more of the face): {text} "
+                       f"(computed in {v.precision})", v.models, v.spread)
+
+    def on_study(s, window_, request: gr.Request, progress=gr.Progress()):
+        if s is None:
+            no_face()
+
+        def step(done, total):
+            VISITORS.check(request.session_hash, "LAM study", done, total)
+            progress((done, total), desc="face-windows")
+
+        return lam_study_view(s, window_, step)
+
+    picker.select(on_place, ctx.session, ctx.session, **PRIVATE) \
+        .success(on_picker, [ctx.session, window], picker, **PRIVATE)
+    window.change(on_picker, [ctx.session, window], picker, **PRIVATE)
+    run.click(on_run, [ctx.session, window], [gallery, di, record, spread], concurrency_id="lam", **PRIVATE)
+    study.click(on_study, [ctx.session, window], [study_table, study_plot], concurrency_id="lam", **PRIVATE)
+    ctx.on_new_face(on_picker, [ctx.session, window], picker)

@@ -8,14 +8,17 @@ import json
 import gradio as gr
 from PIL import Image
 
-from analysis import ablation
+from analysis.studies import ablation
 from gvtnet import GVTNet, freeze
 from gvtnet.sr_models import describe_model, load_sr_model
 from gvtnet.weights import CheckpointError, describe
 
-from ..state import ABLATION_RESULTS, MODEL_CARD
-from .inputs import png
+from ..context import PRIVATE, Context
+from ..state import ABLATION_RESULTS, MODEL_CARD, MODELS
+from .inputs import IMAGE, png
 from .restore import NO_GRAPH
+
+TITLE = "Model"
 
 
 def load_checkpoint(path: str | None) -> tuple[GVTNet | None, object | None]:
@@ -67,3 +70,28 @@ def model_card() -> str:
     if MODEL_CARD.is_file():
         return MODEL_CARD.read_text(encoding="utf-8")
     return "_No model card shipped (assets/MODEL_CARD.md is absent)._"
+
+
+def build(ctx: Context) -> None:
+    presets = MODELS.presets()
+    ctx.preset = gr.Dropdown(presets, value=presets[0] if presets else None,
+                             label="Shipped preset (GVTNet and its SwinIR baseline)")
+    ctx.checkpoint = gr.File(label="Or upload a checkpoint: ours (.safetensors), the released GVTNet's (.pth), or "
+                                   "another SR network to compare (SwinIR, HAT, ESRGAN, ...: anything spandrel "
+                                   "detects)", file_types=[".safetensors", ".pth", ".pt"], type="filepath")
+    summary = gr.Markdown()
+    gr.Markdown(ablation_summary())
+    gr.Image(ablation_figure(), label="Reach against quality, one point per trained network", interactive=False,
+             **IMAGE)
+    gr.Markdown(ablation.FIGURE_CAPTION)
+    with gr.Accordion("Model card", open=False):
+        gr.Markdown(model_card())
+
+    def on_model(s, custom, preset):
+        if s is None:
+            return gr.skip()
+        return model_summary(s.model, "Uploaded checkpoint" if custom is not None else f"Shipped '{preset}' weights",
+                             s.others)
+
+    ctx.uploads.append(ctx.checkpoint.change(load_checkpoint, ctx.checkpoint, [ctx.custom, ctx.compare], **PRIVATE))
+    ctx.on_new_face(on_model, [ctx.session, ctx.custom, ctx.preset], summary)

@@ -2,6 +2,8 @@
 compared, with PSNR and SSIM against the original."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 import numpy as np
 from PIL import Image
@@ -11,8 +13,11 @@ from gvtnet.images import bicubic_upscale
 from gvtnet.metrics import psnr, ssim
 from gvtnet.sr_models import describe_model, model_name, scale_of
 
+from ..context import PRIVATE, Context
 from ..state import MODELS, Session
-from .inputs import png, prepare, sr_image
+from .inputs import IMAGE, png, prepare, sr_image
+
+TITLE = "Restore"
 
 NO_GRAPH = "GVTNet, no graph (retrained)"
 
@@ -61,17 +66,59 @@ def metrics(s: Session) -> list[list]:
     return [[name, round(psnr(np.asarray(img), hr), 2), round(ssim(np.asarray(img), hr), 4)] for name, img in rows]
 
 
-def restore_view(s: Session) -> dict:
-    """Files and values the Restore tab shows."""
+@dataclass(frozen=True)
+class RestoreView:
+    """Files and values the Restore tab shows (image files are PNG paths)."""
+
+    vs_bicubic: tuple[str, str]
+    vs_original: tuple[str, str] | None
+    metrics: list[list]
+    lr: str
+    gvtnet: str
+    baseline: str | None
+    others: list[tuple[str, str]]  # (file, model name)
+
+
+def restore_view(s: Session) -> RestoreView:
     sr = png(s.sr, f"gvtnet-x{s.scale}")
-    bicubic = png(s.bicubic, f"bicubic-x{s.scale}")
-    return {
-        "vs_bicubic": (sr, bicubic),
-        "vs_original": (sr, png(s.hr, "original")) if s.hr is not None else None,
-        "metrics": metrics(s),
-        "lr": png(s.lr.resize(s.sr.size, Image.NEAREST), "input"),
-        "gvtnet": sr,
-        "baseline": png(s.baseline, f"swinir-x{s.scale}") if s.baseline is not None else None,
-        "others": [(png(img, f"other-x{s.scale}"), name) for name, img in s.others_sr.items()],
-        "download": sr,
-    }
+    return RestoreView(
+        vs_bicubic=(sr, png(s.bicubic, f"bicubic-x{s.scale}")),
+        vs_original=(sr, png(s.hr, "original")) if s.hr is not None else None,
+        metrics=metrics(s),
+        lr=png(s.lr.resize(s.sr.size, Image.NEAREST), "input"),
+        gvtnet=sr,
+        baseline=png(s.baseline, f"swinir-x{s.scale}") if s.baseline is not None else None,
+        others=[(png(img, f"other-x{s.scale}"), name) for name, img in s.others_sr.items()],
+    )
+
+
+def build(ctx: Context) -> None:
+    with gr.Row():
+        vs_bicubic = gr.ImageSlider(label="GVTNet | bicubic", max_height=360, **IMAGE)
+        vs_original = gr.ImageSlider(label="GVTNet | original", max_height=360, **IMAGE)
+    table = gr.Dataframe(headers=["method", "PSNR (dB, Y)", "SSIM (Y)"], interactive=False,
+                         label="Against the original")
+    with gr.Row():
+        lr = gr.Image(label="Input (nearest upscale)", height=260, **IMAGE)
+        sr = gr.Image(label="GVTNet", elem_id="sr", height=260, **IMAGE)
+        baseline = gr.Image(label="SwinIR baseline", height=260, **IMAGE)
+    others = gr.Gallery(label="Other models compared (GVTNet retrained without its graph; an upload from the "
+                              "Model tab)", columns=3, height=260, format="png")
+    download = gr.DownloadButton("Download the restoration (PNG)")
+    outputs = [ctx.session, vs_bicubic, vs_original, table, lr, sr, baseline, others, download]
+
+    def on_restore(path, scale, mode, crop, ensemble, preset, custom, compare):
+        if path is None:  # the photo was cleared
+            return [None] * len(outputs)
+        s = restore(path, scale, mode, crop, ensemble, preset, custom, compare)
+        v = restore_view(s)
+        return [s, v.vs_bicubic, v.vs_original, v.metrics, v.lr, v.gvtnet, v.baseline, v.others, v.gvtnet]
+
+    def wire():  # the Model tab's preset and uploads exist once every tab is built
+        inputs = [ctx.photo, ctx.scale, ctx.mode, ctx.crop, ctx.ensemble, ctx.preset, ctx.custom, ctx.compare]
+        triggers = [c.change for c in (ctx.photo, ctx.scale, ctx.mode, ctx.crop, ctx.ensemble, ctx.preset)]
+        ctx.follow(gr.on(triggers, on_restore, inputs, outputs, trigger_mode="always_last", **PRIVATE))
+        for uploaded in ctx.uploads:
+            ctx.follow(uploaded.success(on_restore, inputs, outputs, **PRIVATE))
+
+    ctx.after_build(wire)
