@@ -152,8 +152,8 @@ def build(ctx: Context) -> None:
     inputs = [ctx.session, group, head, edges, *controls]
     view = [face, caption, overview, heatmap, stats]
 
-    def draw(s, group_, head_, edges_, *values, force=True):
-        settings = read_settings(*values)
+    def draw(s, group_, head_, edges_, *control_values, force=True):
+        settings = read_settings(*control_values)
         if s is None:
             return [settings] + [None] * len(view)
         if up_to_date(s.drawn, TITLE, (group_, head_, edges_, settings, s.graph_pixel)) and not force:
@@ -163,11 +163,11 @@ def build(ctx: Context) -> None:
     def on_new_face(s, shown, *args):  # only the tab on screen draws; another draws when it is shown
         return draw(s, *args) if shown == TITLE else [read_settings(*args[3:])] + [None] * len(view)
 
-    def on_pick(s, group_, head_, edges_, *values, evt: gr.SelectData):
+    def on_pick(s, group_, head_, edges_, *control_values, evt: gr.SelectData):
         if s is None:
             no_face()
         s = select_graph_pixel(s, evt.index)
-        return [s, *draw(s, group_, head_, edges_, *values)]  # one round trip
+        return [s, *draw(s, group_, head_, edges_, *control_values)]  # one round trip
 
     def on_model(s):
         if s is None:
