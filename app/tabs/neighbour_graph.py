@@ -14,7 +14,7 @@ from gvtnet.inference import to_tensor
 from gvtnet.sr_models import has_graph
 from gvtnet.weights import describe
 
-from ..context import DEFAULT_GRAPH, PRIVATE, Context, up_to_date
+from ..context import DEFAULT_GRAPH, PRIVATE, Context, up_to_date, values
 from ..state import Session
 from .inputs import IMAGE, P_CHOICES, clamp, face_picker, lr_pixel, no_face, picker_cell, png
 
