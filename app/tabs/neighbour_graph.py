@@ -163,11 +163,12 @@ def build(ctx: Context) -> None:
     def on_new_face(s, shown, *args):  # only the tab on screen draws; another draws when it is shown
         return draw(s, *args) if shown == TITLE else [read_settings(*args[3:])] + [None] * len(view)
 
-    def on_pick(s, group_, head_, edges_, *control_values, evt: gr.SelectData):
+    # Named parameters, not *args: Gradio passes the click's SelectData positionally after the inputs
+    def on_pick(s, group_, head_, edges_, threshold_, p_, rule_, graph_off_, scope_, evt: gr.SelectData):
         if s is None:
             no_face()
         s = select_graph_pixel(s, evt.index)
-        return [s, *draw(s, group_, head_, edges_, *control_values)]  # one round trip
+        return [s, *draw(s, group_, head_, edges_, threshold_, p_, rule_, graph_off_, scope_)]  # one round trip
 
     def on_model(s):
         if s is None:
