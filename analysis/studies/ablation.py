@@ -104,15 +104,12 @@ FINE_TUNE_RECIPE = ("--steps 4000 --batch 16 --lr 1e-4 --ema 0.995 --val-every 1
 
 def runs(root: Path) -> list[tuple[str, Path, list[str]]]:
     """(label, run folder, train arguments) of every run, in the order they are best trained: the fine-tunes
-    (done), then the graph's steps at the seeds where their neighbours exist, then the rest by seed."""
-    def priority(run: tuple[Row, int]) -> tuple[int, int]:
-        row, seed = run
-        graph_step = row.name in ("dense-graph", "sparse")
-        return (0 if graph_step and seed < 3 else 1 if graph_step or row.name in ("gvtnet", "strided") else 2), seed
-
-    planned = [(row, seed) for row in ROWS + VARIANTS for seed in row.seeds]
+    (done), then by seed and row, so that every row gains its next seed before any row gains a later one."""
+    order = {row: i for i, row in enumerate(ROWS + VARIANTS)}
+    planned = sorted(((row, seed) for row in ROWS + VARIANTS for seed in row.seeds),
+                     key=lambda run: (run[1], order[run[0]]))
     scratch = [(f"{row.name} seed {seed}", root / row.run_name(seed), _args(row, RECIPE, seed))
-               for row, seed in sorted(planned, key=priority)]
+               for row, seed in planned]
     tunes = [(r.name, root / r.name, _args(r, FINE_TUNE_RECIPE, 0)) for r in FINE_TUNES]
     return tunes + scratch  # the shipped file first
 
