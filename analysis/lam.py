@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw
 from scipy.stats import gaussian_kde
 
 from gvtnet.images import bicubic_upscale
-from gvtnet.inference import autocast, resolve_precision, to_image
+from gvtnet.inference import autocast, freeze, resolve_precision, to_image
+from gvtnet.model import GVTNet
 
 
 @dataclass
@@ -202,6 +203,10 @@ def _lam(model, lr, x, dx, row, col, window, batch_size, progress, precision, pa
     """LAM on a given blur path (x, dx of blur_path); precision is 'fp32' or 'bf16'; parallel_models: how
     many maps run at once (they share the memory `max_batch` budgets)."""
     model.eval()  # the path points must not interact (no dropout, per-sample everything)
+    if isinstance(model, GVTNet):
+        # A snapshot (the model itself if it is one already): its weights take no gradient, so none of their
+        # backward work is recorded, and in bf16 they are rounded once, not on every batch (the same map).
+        model = freeze(model, precision)
     fold = dx.shape[0]
     last = {}
 

@@ -152,7 +152,7 @@ def bench_official(repeats: int, presets=("official-x4", "official-x8"), batches
                 corr = np.corrcoef(res[prec].map.ravel(), ref.map.ravel())[0, 1]
                 change = (res[prec].di - ref.di) / ref.di
                 floor = work / rates[prec]
-                print(f"| {preset} | {side}x{side} | {batch} | {prec} | {summary(times[prec], digits=1)} | "
+                print(f"| {preset} | {side}x{side} | {batch or 'auto'} | {prec} | {summary(times[prec], digits=1)} | "
                       f"{floor:.1f} | {statistics.median(times[prec]) / floor:.2f} | "
                       f"{ratio(times, 'bf16', 'fp32') if prec == 'bf16' and 'fp32' in times else ''} | "
                       f"{corr:.5f} | {res[prec].di:.3f} | "
@@ -223,8 +223,9 @@ def main():
     p.add_argument("--released", help="basicsr/archs/GVTNet_arch.py of a checkout of the released code")
     p.add_argument("--scales", type=int, nargs="+", default=[4, 8], help="app: the scales to time")
     p.add_argument("--presets", nargs="+", default=["official-x4", "official-x8"], help="official: the presets")
-    p.add_argument("--batch", type=int, nargs="+", default=[10],
-                   help="official: path points per batch, one or several (25 at x4 needs over 13 GB)")
+    p.add_argument("--batch", type=lambda v: None if v == "auto" else int(v), nargs="+", default=[10],
+                   help="official: path points per batch, one or several (25 at x4 needs over 13 GB), or 'auto': "
+                        "the size LAM finds fastest while it runs (analysis.lam.next_batch_size)")
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="official: the precisions to time")
     p.add_argument("--fold", type=int, default=50, help="official: LAM path points (the floor scales with them)")
     p.add_argument("--faces", type=int, nargs="+", default=[1], help="forward: faces a call (batch sizes)")

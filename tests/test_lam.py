@@ -157,6 +157,21 @@ def test_bf16_map_agrees_with_fp32(model, lr16):
     assert lam.local_attribution_map(model, lr16, 20, 24, fold=2, precision="auto").precision in ("fp32", "bf16")
 
 
+def test_lam_runs_a_snapshot_with_the_models_own_map(model, lr16):
+    """LAM runs a GVTNet as a snapshot (weights without gradients, in bf16 rounded once): the attribution
+    is the one plain autocast of the model itself gives, by hand here, and the model is left as it was."""
+    row, col, win, fold = 20, 24, 16, 3
+    x, dx = lam.blur_path(lr16, 1.2, fold, 9)
+    inp = x[1:].clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        d = lam.window_gradient(model(inp).float(), row, col, win)
+    (grad,) = torch.autograd.grad(d.sum(), inp)
+    by_hand = (grad.double() * dx.double()).sum(0) / fold
+    res = lam.local_attribution_map(model, lr16, row, col, win, fold=fold, batch_size=fold, precision="bf16")
+    assert np.allclose(res.attribution, by_hand.float().numpy(), rtol=0, atol=1e-6 * by_hand.abs().max().item())
+    assert all(p.requires_grad and p.grad is None and p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_mass_levels_by_hand():
     m = np.array([[4.0, 3.0], [2.0, 1.0]])  # total 10
     levels, areas = lam.mass_levels(m, (0.5, 0.9, 0.99))
