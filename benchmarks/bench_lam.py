@@ -4,6 +4,7 @@
     python -m benchmarks.bench_lam official [--repeats 2]
     python -m benchmarks.bench_lam forward --released PATH/TO/GVTNet_arch.py [--repeats 15] [--faces 1 4 16] \
         [--data DIR]
+    python -m benchmarks.bench_lam profile
 
 app: the LAM tab's work, GVTNet and SwinIR light on one window of the astronaut's face, as the app ran it
 before (one model after the other, 25 path points a batch, fp32, one torch thread) and as candidates
@@ -16,6 +17,10 @@ model.flops x 3 x path points, over this machine's 2048^3 matmul rate at that pr
 through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16; the same output as
 the plain model, without re-casting the weights every call), same weights, in turn, --faces faces a call; with
 --data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
+profile: where each path spends its time (torch.profiler, operators' self time grouped by kind) against
+its floor (the path's FLOPs over this machine's 2048^3 matmul rate at its precision): one batch of 10 LAM
+path points of each paper-size model at fp32 and bf16 and of the shipped light x4 at `auto`, and one
+official-x8 face through a frozen snapshot at `auto`.
 Medians with the interquartile range.
 """
 from __future__ import annotations
@@ -214,10 +219,83 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
             print(f"| {name} | {len(hrs)} | {statistics.mean(vals['fp32']):.3f} | {statistics.mean(vals['bf16']):.3f} | "
                   f"{d.mean():+.4f} | {np.abs(d).max():.4f} |")
 
+# Operator kinds for the profile, by the first pattern that an operator's name contains.
+OPERATOR_KINDS = [
+    ("matrix products", ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm")),
+    ("convolutions", ("convolution",)),
+    ("copies, casts, layout", ("copy_", "_to_copy", "aten::cat", "aten::clone", "shuffle", "aten::index", "fill_",
+                               "aten::roll", "aten::constant_pad", "aten::reflection_pad", "aten::zero")),
+    ("norms, softmax, GELU", ("layer_norm", "softmax", "gelu")),
+    ("element-wise, reductions", ("aten::add", "aten::sub", "aten::mul", "aten::div", "aten::sum", "aten::amax",
+                                  "aten::where", "aten::sqrt", "aten::pow", "aten::abs", "aten::lt", "aten::gt",
+                                  "aten::cdist", "aten::max", "aten::clamp", "aten::neg", "aten::exp")),
+]
+
+
+def operator_shares(events) -> dict[str, float]:
+    """{kind: share of the total self time} of torch.profiler's key_averages(), with 'other' for the rest."""
+    totals = dict.fromkeys([k for k, _ in OPERATOR_KINDS] + ["other"], 0.0)
+    for e in events:
+        kind = next((k for k, pats in OPERATOR_KINDS if any(p in e.key for p in pats)), "other")
+        totals[kind] += e.self_cpu_time_total
+    whole = sum(totals.values()) or 1.0
+    return {k: v / whole for k, v in totals.items()}
+
+
+def bench_profile():
+    """Each path once to warm up, then once under torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    import gvtnet
+    from analysis import lam
+    from gvtnet.inference import freeze, resolve_precision, super_resolve
+
+    rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
+    auto = resolve_precision("auto")
+    print(f"2048^3 matmul: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s; auto = {auto}\n")
+    kinds = [k for k, _ in OPERATOR_KINDS] + ["other"]
+    print("| path | precision | seconds | floor (s) | time / floor | " + " | ".join(kinds) + " |")
+    print("|---|---|---|---|---|---|" + "---|" * len(kinds))
+
+    def random_model(preset):
+        torch.manual_seed(0)
+        model = gvtnet.build_model(preset).eval()
+        for p in model.upsampler.parameters():  # the output must depend on the body (see tests/test_lam.py)
+            p.data.normal_(0, 0.02)
+        return model
+
+    paths = []
+    for preset, side in (("official-x4", 32), ("official-x8", 16)):
+        model = random_model(preset)
+        for prec in ("fp32", "bf16"):
+            paths.append((f"{preset} LAM, 10 path points", prec, model, side, "lam"))
+    shipped = gvtnet.load_model("assets/gvtnet-light-x4.safetensors")
+    paths.append(("gvtnet-light-x4 LAM, 10 path points", auto, shipped, 32, "lam"))
+    paths.append(("official-x8 forward, one face, frozen", auto, random_model("official-x8"), 16, "forward"))
+    for name, prec, model, side, kind in paths:
+        lr = astronaut_lr(128 // side) if kind == "lam" else torch.rand(1, 3, side, side)
+        scale = model.cfg.upscale
+        row = col = (side * scale - 16) // 2
+        work = 3 * model.flops(side, side) * 10 if kind == "lam" else model.flops(side, side)
+        snap = freeze(model, prec)
+
+        def run():
+            if kind == "lam":
+                return lam.local_attribution_map(snap, lr, row, col, fold=10, batch_size=10, precision=prec)
+            return super_resolve(snap, lr)
+
+        run()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t = timed(run, 1, warmup=0)[0]
+        shares = operator_shares(prof.key_averages())
+        floor = work / rates[prec]
+        print(f"| {name} | {prec} | {t:.2f} | {floor:.2f} | {t / floor:.2f} | "
+              + " | ".join(f"{shares[k]:.0%}" for k in kinds) + " |")
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["app", "official", "forward"])
+    p.add_argument("what", choices=["app", "official", "forward", "profile"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--released", help="basicsr/archs/GVTNet_arch.py of a checkout of the released code")
@@ -235,7 +313,8 @@ def main():
     print(machine() + "\n")
     {"app": lambda: bench_app(args.repeats, args.scales),
      "official": lambda: bench_official(args.repeats, args.presets, args.batch, args.fold, args.precisions),
-     "forward": lambda: bench_forward(args.released, args.repeats, args.data, args.faces)}[args.what]()
+     "forward": lambda: bench_forward(args.released, args.repeats, args.data, args.faces),
+     "profile": bench_profile}[args.what]()
 
 
 if __name__ == "__main__":

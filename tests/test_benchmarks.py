@@ -17,3 +17,20 @@ def test_dense_replay_holds_every_matmul_and_conv_of_the_forward():
     assert ops == 1 + 4 * (2 * (4 + 2 + 2) + 1 + 1) + 2
     assert gflops * 1e9 == counter.get_total_flops()
     replay()
+
+
+def test_profile_groups_operators_by_kind():
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.bench_lam import operator_shares
+
+    a, w = torch.randn(512, 512), torch.randn(64, 64, 3, 3)
+    x = torch.randn(1, 64, 64, 64)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(3):
+            a @ a
+            torch.nn.functional.conv2d(x, w, padding=1)
+    shares = operator_shares(prof.key_averages())
+    assert abs(sum(shares.values()) - 1) < 1e-9
+    assert shares["matrix products"] > 0.1 and shares["convolutions"] > 0.1
+    assert shares["matrix products"] + shares["convolutions"] > 0.9  # nothing else ran
