@@ -135,8 +135,10 @@ STAT_MEANINGS = {
 
 
 def stats_table(stats: dict, digits: int = 3) -> list[list]:
-    """`graph_stats` as [statistic, value, meaning] rows, floats rounded."""
-    return [[k, round(v, digits) if isinstance(v, float) else v, STAT_MEANINGS.get(k, "")] for k, v in stats.items()]
+    """`graph_stats` as [statistic, value, meaning] rows for people to read: names in words ("mean degree"),
+    floats rounded."""
+    return [[k.replace("_", " "), round(v, digits) if isinstance(v, float) else v, STAT_MEANINGS.get(k, "")]
+            for k, v in stats.items()]
 
 
 def group_stats(inspection: Inspection, group: int, window: int = 0) -> list[dict]:

@@ -70,7 +70,7 @@ def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
     from app.context import values
     from app.tabs.attention import select_query
     from app.tabs.inputs import CENTRE, SIMULATE, face_picker, picker_cell
-    from app.tabs.lam import lam_window, place_lam
+    from app.tabs.lam import lam_picker, lam_window, place_lam
     from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.restore import restore
 
@@ -91,8 +91,11 @@ def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
     assert picker.size == (384, 384)
     assert picker.getpixel((5 * 12 - 2, 2 * 12 + 6)) == (0, 255, 102)  # the query's LR pixel outlined
     assert place_lam(s, None).lam_centre == (64, 64)
-    assert place_lam(s, [127, 127]).lam_centre == (127, 127)
+    # the LAM picker is the 128 px restoration drawn 384 px wide (3 px per SR pixel), like the graph's face
+    assert Image.open(lam_picker(s, 16)).size == (384, 384)
+    assert place_lam(s, [383, 383]).lam_centre == (127, 127)
     assert lam_window(s, 16) == (112, 112)  # kept inside the image
+    assert place_lam(s, [0.25 * 384, 0.75 * 384]).lam_centre == (96, 32)
 
 
 def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):

@@ -116,8 +116,11 @@ def build(ctx: Context) -> None:
         lr = gr.Image(label="Input (nearest upscale)", height=260, **IMAGE)
         sr = gr.Image(label="GVTNet", elem_id="sr", height=260, **IMAGE)
         baseline = gr.Image(label="SwinIR baseline", height=260, **IMAGE)
+    # Each image at its own size (object_fit none: never magnified nor cropped), its model named under it;
+    # hidden while there is nothing to compare (x4 ships no other model)
     others = gr.Gallery(label="Other models compared (GVTNet retrained without its graph; an upload from the "
-                              "Model tab)", columns=3, height=260, format="png")
+                              "Model tab)", columns=4, height=240, object_fit="none", allow_preview=False,
+                        format="png", visible=False, elem_id="others")
     download = gr.DownloadButton("Download the restoration (PNG)")
     outputs = [ctx.session, vs_bicubic, vs_original, table, lr, sr, baseline, others, download]
 
@@ -126,7 +129,8 @@ def build(ctx: Context) -> None:
             return [None] * len(outputs)
         s = restore(path, scale, mode, crop, ensemble, preset, custom, compare)
         v = restore_view(s)
-        return [s, v.vs_bicubic, v.vs_original, v.metrics, v.lr, v.gvtnet, v.baseline, v.others, v.gvtnet]
+        return [s, v.vs_bicubic, v.vs_original, v.metrics, v.lr, v.gvtnet, v.baseline,
+                gr.update(value=v.others, visible=bool(v.others)), v.gvtnet]
 
     def wire():  # the Model tab's preset and uploads exist once every tab is built
         inputs = [ctx.photo, ctx.scale, ctx.mode, ctx.crop, ctx.ensemble, ctx.preset, ctx.custom, ctx.compare]
