@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import gradio as gr
 from PIL import Image
@@ -97,7 +98,9 @@ def build(ctx: Context) -> None:
                                    "another SR network to compare (SwinIR, HAT, ESRGAN, ...: anything spandrel "
                                    "detects)", file_types=[".safetensors", ".pth", ".pt"], type="filepath")
     summary = gr.Markdown()
-    gr.Markdown(ablation_summary(), elem_id="ablation-tables", elem_classes="unbroken-table")
+    # number ranges joined by a non-breaking hyphen: the browser would break "25.144-25.164" at its hyphen
+    gr.Markdown(re.sub(r"(?<=\d)-(?=\d)", "\u2011", ablation_summary()), elem_id="ablation-tables",
+                elem_classes="unbroken-table")
     gr.Markdown("**Reach against quality, one point per trained network**")
     gr.Image(ablation_figure(), show_label=False, buttons=[], interactive=False, elem_id="ablation-figure",
              **IMAGE)
