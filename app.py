@@ -4,6 +4,7 @@ import torch
 
 from app import build_app
 from app.state import MAX_UPLOAD_BYTES, SESSION_CAPACITY
+from app.ui import CSS
 
 if __name__ == "__main__":
     # One torch thread per job: on a small, shared CPU, several threads per forward pass spin against each
@@ -11,4 +12,4 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     # show_error: visitors see the real reason a request failed, not Gradio's generic message; uploads over
     # the cap are refused before they are stored (photos have a lower cap of their own, see app/state.py)
-    build_app().launch(show_error=True, max_file_size=MAX_UPLOAD_BYTES, state_session_capacity=SESSION_CAPACITY)
+    build_app().launch(show_error=True, css=CSS, max_file_size=MAX_UPLOAD_BYTES, state_session_capacity=SESSION_CAPACITY)

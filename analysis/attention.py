@@ -355,11 +355,18 @@ def mass_figure(inspections: dict[str, Inspection], colours: dict[str, str] | No
         for (row, col), field in zip(((1, 2), (2, 1), (2, 2)), ("removed", "self_weight", "padding")):
             values = np.stack([getattr(m, field).mean(1) for m in masses])  # (blocks, heads)
             _per_head_traces(fig, name, colour, ins.blocks, values, ".3f", False, row=row, col=col)
-    _depth_axis(fig, inspections, title=None)
+    _depth_axis(fig, inspections, title="block (group.block)")
+    for (row, col), title in zip(((1, 1), (1, 2), (2, 1), (2, 2)), ("row sum", "softmax weight", "softmax weight",
+                                                                  "share of the row")):
+        fig.update_yaxes(title_text=title, row=row, col=col)
     fig.update_yaxes(rangemode="tozero")
-    fig.update_layout(boxmode="group", height=620, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", y=-0.12))
+    fig.update_layout(boxmode="group", height=660, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.16))
     fig.update_annotations(font_size=12)
+    if all(ins.padded_size == ins.lr_size for ins in inspections.values()):  # else an empty, unexplained panel
+        fig.add_annotation(text="no padding: the face is a multiple of the window grid (8 px),<br>so no "
+                                "attention falls on padding", xref="x4 domain", yref="y4 domain", x=0.5, y=0.5,
+                           showarrow=False, font=dict(size=12, color="grey"))
     return fig
 
 

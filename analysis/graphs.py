@@ -135,8 +135,10 @@ STAT_MEANINGS = {
 
 
 def stats_table(stats: dict, digits: int = 3) -> list[list]:
-    """`graph_stats` as [statistic, value, meaning] rows, floats rounded."""
-    return [[k, round(v, digits) if isinstance(v, float) else v, STAT_MEANINGS.get(k, "")] for k, v in stats.items()]
+    """`graph_stats` as [statistic, value, meaning] rows for people to read: names in words ("mean degree"),
+    floats rounded."""
+    return [[k.replace("_", " "), round(v, digits) if isinstance(v, float) else v, STAT_MEANINGS.get(k, "")]
+            for k, v in stats.items()]
 
 
 def group_stats(inspection: Inspection, group: int, window: int = 0) -> list[dict]:
@@ -194,18 +196,27 @@ def graph_figure(inspection: Inspection, face, group: int, head: int, selected: 
     return fig
 
 
+# One grey scale for kept and cut pairs in every adjacency figure and state (graph on, graph off, any T):
+# kept light, cut dark.
+KEPT_GREY, CUT_GREY = 235, 40
+
+
 def adjacency_heatmap(inspection: Inspection, group: int, head: int, window: int = 0,
                       selected: int | None = None) -> go.Figure:
     """Plotly heatmap of the (n, n) adjacency: row = query node, column = key node; light = kept, dark = cut
     (as in `overview_figure`). The `selected` node's row (the keys it may attend to) is outlined."""
     a = inspection.window_graph(group, window)[head].astype(int)
-    fig = go.Figure(go.Heatmap(z=a, colorscale=[[0, "rgb(40,40,40)"], [1, "rgb(235,235,235)"]], showscale=False,
+    # zmin / zmax fixed: plotly otherwise spans the colours over the values present, so an all-kept graph
+    # (the graph off) would be drawn in the scale's middle grey
+    scale = [[0, f"rgb({CUT_GREY},{CUT_GREY},{CUT_GREY})"], [1, f"rgb({KEPT_GREY},{KEPT_GREY},{KEPT_GREY})"]]
+    fig = go.Figure(go.Heatmap(z=a, colorscale=scale, zmin=0, zmax=1, showscale=False,
                                hovertemplate="query %{y} -> key %{x}: %{z}<extra></extra>"))
     if selected is not None:
         fig.add_shape(type="rect", x0=-0.5, x1=len(a) - 0.5, y0=selected - 0.5, y1=selected + 0.5,
                       line=dict(color="#00c853", width=2))
     where = f", window {window}" if inspection.scope == "window" else ""
-    fig.update_layout(title=dict(text=f"group {group}, head {head}{where}: density {edge_density(a):.2f}",
+    fig.update_layout(title=dict(text=f"group {group}, head {head}{where}: density {edge_density(a):.2f} "
+                                      "(light = kept, dark = cut)",
                                  font=dict(size=14)),
                       xaxis_title="key node", yaxis_title="query node", yaxis_autorange="reversed",
                       margin=dict(l=10, r=10, t=40, b=10))
@@ -383,7 +394,7 @@ def overview_figure(inspection: Inspection, window: int = 0, pixel: tuple[int, i
         top = r * down + down - n
         for h in range(heads):
             left = h * across
-            tiles[top : top + n, left : left + n] = np.where(adj[h, ..., None], 235, 40)
+            tiles[top : top + n, left : left + n] = np.where(adj[h, ..., None], KEPT_GREY, CUT_GREY)
             cells[top : top + n, left : left + n] = np.stack(np.broadcast_arrays(g, h, query, key), axis=-1)
             titles.append(dict(x=left + n / 2, y=top - 1, yanchor="bottom", showarrow=False, font=dict(size=11),
                                text=f"g{g}{roll}{own_window} h{h}: {edge_density(adj[h]):.2f}"))
@@ -396,6 +407,7 @@ def overview_figure(inspection: Inspection, window: int = 0, pixel: tuple[int, i
     # annotations and shapes passed at once: plotly re-validates the whole list on every add_annotation
     return go.Figure(
         go.Image(z=tiles, customdata=cells, hovertemplate=hover + "<extra></extra>"),
-        layout=dict(title=dict(text=f"each group (g) and head (h){where}{mark}: dark = cut", font=dict(size=14)),
+        layout=dict(title=dict(text=f"each group (g) and head (h){where}{mark}: light = kept, dark = cut",
+                               font=dict(size=14)),
                     annotations=titles, shapes=rows, margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(visible=False),
                     yaxis=dict(visible=False, range=[len(keys) * down, 0]), height=120 + 120 * len(keys)))

@@ -15,6 +15,14 @@ Face super-resolution with a **Graph Vision Transformer**: restore a face, then 
 the patch graph its graph layers build, where its attention goes, what the graph threshold changes, and which
 input pixels a restored region depends on (LAM). Runs on a CPU with the shipped light models."""
 
+# Tables keep every word and number whole: a cell wraps only between words, and a table wider than its tab
+# scrolls sideways (Gradio's prose style breaks anywhere, "0.70/50", "se/ed/s"). app.py passes it to launch().
+CSS = """
+.unbroken-table td, .unbroken-table th, .unbroken-table td *, .unbroken-table th * {
+  overflow-wrap: normal !important; word-break: normal !important; hyphens: none !important; }
+.unbroken-table.prose table { display: block; overflow-x: auto; }
+"""
+
 TABS = [restore, photo, neighbour_graph, attention, threshold, lam, model]  # in the page's order
 
 

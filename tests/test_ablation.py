@@ -195,3 +195,34 @@ def test_figure_draws_each_step_per_seed():
     quality, reach = ablation.figure(results).axes
     seeds = lambda ax: sorted(ax.collections[0].get_offsets()[:, 0])  # the first collection: step 2's dots
     assert np.allclose(seeds(quality), [0.1, 0.2]) and np.allclose(seeds(reach), [0.0, 0.5])
+
+
+def test_figure_keeps_every_text_and_point_inside():
+    """The recorded Table I's figure, as the Model tab and docs/images/ablation.png show it: every label,
+    title and 'not trained yet' lies wholly inside the figure and its panel (that note sat at x = 0, the DI
+    panel's right edge, and ran off it), and every point lies inside its panel, clear of the edges."""
+    import json
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from conftest import ROOT
+
+    fig = ablation.figure(json.loads((ROOT / "docs" / "ablation-results.json").read_text()))
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    page = fig.bbox
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        for text in ax.texts + [ax.title, ax.xaxis.label] + ax.get_yticklabels():
+            if not text.get_text():
+                continue
+            e = text.get_window_extent(renderer)
+            assert page.x0 <= e.x0 and e.x1 <= page.x1 and page.y0 <= e.y0 and e.y1 <= page.y1, text.get_text()
+            if text in ax.texts:
+                assert box.x0 <= e.x0 and e.x1 <= box.x1, text.get_text()
+        for points in ax.collections:
+            xy = ax.transData.transform(points.get_offsets())
+            if len(xy):
+                assert (xy[:, 0] > box.x0 + 4).all() and (xy[:, 0] < box.x1 - 4).all()
+                assert (xy[:, 1] > box.y0 + 4).all() and (xy[:, 1] < box.y1 - 4).all()

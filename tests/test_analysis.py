@@ -431,6 +431,36 @@ def test_overview_and_stats_table(ins):
     assert all(r[1] == round(r[1], 3) for r in rows if isinstance(r[1], float))
 
 
+def _heatmap_grey(trace, value: float) -> float:
+    """The grey plotly.js paints `value` in a go.Heatmap: z mapped onto the colour scale between zmin and
+    zmax, which default to the data's range, widened by 0.5 each way where every value is the same."""
+    z = np.asarray(trace.z, float)
+    lo = trace.zmin if trace.zmin is not None else z.min()
+    hi = trace.zmax if trace.zmax is not None else z.max()
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    stops = [(f, int(re.findall(r"\d+", c)[0])) for f, c in trace.colorscale]
+    return float(np.interp((value - lo) / (hi - lo), *zip(*stops)))
+
+
+@pytest.mark.parametrize("settings", [{}, {"use_graph": False}, {"threshold": 0.0}], ids=["T=0.85", "graph off", "T=0"])
+def test_kept_and_cut_have_one_grey_in_every_state(light_x4, face_lr, settings):
+    """Kept is light (235) and cut dark (40) in the window's heatmap and in the overview, whatever the graph
+    keeps: with the graph off every pair is kept, which plotly would otherwise paint in its middle grey
+    (138), reading as mostly cut."""
+    ins = analysis.inspect(light_x4.variant(**settings), face_lr)
+    adjacency = ins.window_graph(1, 0)[0]
+    heat = graphs.adjacency_heatmap(ins, 1, 0).data[0]
+    for value, grey in ((1, 235), (0, 40)):
+        if (adjacency == value).any():
+            assert _heatmap_grey(heat, value) == pytest.approx(grey), (value, settings)
+    tiles = np.asarray(graphs.overview_figure(ins).data[0].z)[18 : 18 + 64, 0:64, 0]  # group 0, head 0
+    assert set(np.unique(tiles[ins.window_graph(0, 0)[0]])) <= {235}
+    assert set(np.unique(tiles[~ins.window_graph(0, 0)[0]])) <= {40}
+    if settings.get("use_graph") is False:
+        assert adjacency.all()
+
+
 def test_overview_marks_each_groups_own_node(light_x4, astronaut_face):
     """Groups roll by different amounts, so one LR pixel is a different node (and, under 'window' scope, in a
     different window's graph) in each group: on a 20 x 20 face, padded to 24, pixel (19, 19) is (window,

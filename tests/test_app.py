@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import subprocess
 import sys
@@ -69,7 +70,7 @@ def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
     from app.context import values
     from app.tabs.attention import select_query
     from app.tabs.inputs import CENTRE, SIMULATE, face_picker, picker_cell
-    from app.tabs.lam import lam_window, place_lam
+    from app.tabs.lam import lam_picker, lam_window, place_lam
     from app.tabs.neighbour_graph import graph_view, select_graph_pixel
     from app.tabs.restore import restore
 
@@ -90,8 +91,11 @@ def test_clicks_select_and_ignore_none(tmp_path, astronaut_face):
     assert picker.size == (384, 384)
     assert picker.getpixel((5 * 12 - 2, 2 * 12 + 6)) == (0, 255, 102)  # the query's LR pixel outlined
     assert place_lam(s, None).lam_centre == (64, 64)
-    assert place_lam(s, [127, 127]).lam_centre == (127, 127)
+    # the LAM picker is the 128 px restoration drawn 384 px wide (3 px per SR pixel), like the graph's face
+    assert Image.open(lam_picker(s, 16)).size == (384, 384)
+    assert place_lam(s, [383, 383]).lam_centre == (127, 127)
     assert lam_window(s, 16) == (112, 112)  # kept inside the image
+    assert place_lam(s, [0.25 * 384, 0.75 * 384]).lam_centre == (96, 32)
 
 
 def test_selected_pixel_keeps_its_place_across_groups(tmp_path, astronaut_face):
@@ -182,6 +186,35 @@ def test_lam_api_callback_refuses_bad_windows(tmp_path, hopper_face):
             api_lam(path, 8, row, col, 8)
     with pytest.raises(gr.Error, match="Give row, col"):
         api_lam(path, 8, 0, None, 8)
+
+
+@pytest.mark.parametrize("grey", [False, True], ids=["colour", "grey"])
+def test_restore_and_threshold_report_one_psnr_and_one_rounding(tmp_path, astronaut_face, grey):
+    """Restore's table and the Threshold tab's sweep give the same PSNR for the same face and model: Y-PSNR
+    of the RGB images, as gvtnet.evaluate and the model card report it, a grey face included (whose plain
+    grey PSNR is 1.3 dB lower). Each column has one rounding: PSNR 2 decimals, SSIM 4, trailing zeros
+    kept (the astronaut's x4 SSIM is 0.8550, which rounding alone shows as 0.855 beside 0.8539)."""
+    from analysis import threshold
+    from app.context import DEFAULT_GRAPH
+    from app.tabs.inputs import FACE, SIMULATE
+    from app.tabs.restore import metrics, restore
+    from gvtnet.evaluate import face_metrics
+    from gvtnet.inference import to_tensor
+
+    face = astronaut_face.convert("L") if grey else astronaut_face
+    s = restore(save_png(face, tmp_path / "face.png"), 4, SIMULATE, FACE, "", "light", None)
+    table = {name: (p, q) for name, p, q in metrics(s)}
+    assert set(table) == {"bicubic", "GVTNet", "SwinIR"}
+    for p, q in table.values():
+        assert re.fullmatch(r"\d+\.\d{2}", p) and re.fullmatch(r"0\.\d{4}", q), (p, q)
+    rgb = [np.asarray(img.convert("RGB"))[None] for img in (s.sr, s.hr)]
+    assert float(table["GVTNet"][0]) == pytest.approx(face_metrics(*rgb)[0, 2], abs=0.005)
+    # the Threshold tab's figure (app.tabs.threshold.threshold_view), at the model's own T only
+    fig = threshold.sweep_figure(threshold.sweep(s.model, to_tensor(s.lr), [DEFAULT_GRAPH.threshold], hr=s.hr))
+    panel = next(a.text for a in fig.layout.annotations if "vs HR" in a.text)
+    assert "PSNR-Y" in panel
+    curve = next(t for t in fig.data if t.name and "vs HR" in t.name)
+    assert curve.y[0] == pytest.approx(float(table["GVTNet"][0]), abs=0.02)  # the same output, to float error
 
 
 def test_bad_thresholds_and_checkpoint(tmp_path):

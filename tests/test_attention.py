@@ -380,3 +380,18 @@ def test_distances_command(tmp_path, capsys, shipped, astronaut_face, hopper_fac
         smallest = min(m.row_sum.min() for m in masses)
         assert f"({smallest:.2f}-" in rows[2][column]
         assert rows[3][column].split("(")[0].strip() == f"{np.mean([m.padding.mean() for m in masses]):.2f}"
+
+
+def test_mass_panels_have_axis_titles_and_say_when_there_is_no_padding(compared, shipped, padded_lr):
+    """Each of the four attention-mass panels names its axes; on a face with no padding (32 px, a multiple of
+    the 8 px window grid) the padding panel says so in the panel instead of standing empty, and on a padded
+    face (27 px) it shows the shares without that note."""
+    mass = attention.mass_figure(compared)
+    for axis in ("xaxis", "xaxis2", "xaxis3", "xaxis4", "yaxis", "yaxis2", "yaxis3", "yaxis4"):
+        assert mass.layout[axis].title.text, axis
+    notes = [a for a in mass.layout.annotations if "no padding" in a.text]
+    assert len(notes) == 1 and (notes[0].xref, notes[0].yref) == ("x4 domain", "y4 domain")
+    assert all(np.allclose(t.y, 0) for t in mass.data if t.xaxis == "x4")  # what the panel would show: nothing
+    padded = attention.mass_figure({"GVTNet": analysis.inspect(shipped[0].variant(), padded_lr)})
+    assert not [a for a in padded.layout.annotations if "no padding" in a.text]
+    assert any(np.max(t.y) > 0 for t in padded.data if t.xaxis == "x4")

@@ -498,3 +498,25 @@ def test_the_memory_cap_follows_the_model_and_the_machine(monkeypatch):
     assert cap == 24  # 12 GB over 0.53 GB a point: about the 13 GB measured at 25 points
     assert lam.max_batch(official, torch.zeros(1, 3, 32, 32), parallel_models=2) == cap // 2
     assert lam.max_batch(nn.Upsample(scale_factor=4), torch.zeros(1, 3, 32, 32)) == 50
+
+
+def test_study_figure_legend_is_off_the_panels():
+    """The study figure's legend sits below its panels, not on the DI boxes (nor the spread figure's on its
+    images)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from analysis.studies import lam_study
+
+    models, windows = ["GVTNet", "SwinIR", "HAT"], ["left eye", "nose", "mouth"]
+    rng = np.random.default_rng(0)
+    records = [{"face": f"f{i}", "window": w, "model": m, "di": float(rng.uniform(2, 20))}
+               for i in range(4) for w in windows for m in models]
+    fig = lam_study.figure({"records": records, "summary": lam_study.summarise(records, models, resamples=200)})
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    (legend,) = fig.legends
+    box = legend.get_window_extent(renderer)
+    assert [t.get_text() for t in legend.get_texts()] == models
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent(renderer)), ax.get_title()

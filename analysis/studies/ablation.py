@@ -362,7 +362,9 @@ def figure(results: dict) -> Figure:
         for k, (row, above) in enumerate(zip(ROWS[1:], ROWS)):
             st = paired_step(seed_pairs(results, row, above, key))
             if st is None:
-                ax.text(0, k, "not trained yet", ha="center", va="center", fontsize=8, color="grey")
+                # in the middle of the panel, whatever its data range (at x = 0 it ran off the panel's edge)
+                ax.text(0.5, k, "not trained yet", ha="center", va="center", fontsize=8, color="grey",
+                        transform=ax.get_yaxis_transform())
                 continue
             ax.scatter(st.per_seed, np.full(len(st.per_seed), k) + np.linspace(-0.15, 0.15, len(st.per_seed)),
                        s=14, color="C0", alpha=0.6, zorder=2)
@@ -371,6 +373,8 @@ def figure(results: dict) -> Figure:
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.set_xlabel(title)
         ax.margins(x=0.15)
+        lo, hi = ax.get_xlim()  # 0 and every point well inside, none on the panel's edge
+        ax.set_xlim(min(lo, -0.1 * (hi - lo)), max(hi, 0.1 * (hi - lo)))
     panels[0].set_yticks(range(len(labels)), labels)
     panels[0].set_ylim(len(labels) - 0.5, -0.5)
     panels[0].set_title("Quality: each step minus the row above", fontsize=10)

@@ -290,7 +290,6 @@ def figure(result: dict) -> Figure:
     left.set_xticks(range(len(windows)), windows)
     left.set_ylabel("DI")
     left.set_title("DI per window")
-    left.legend(fontsize=8)
     rng = np.random.default_rng(0)
     di = {(r["face"], r["window"], r["model"]): r["di"] for r in records}
     faces = sorted({r["face"] for r in records})
@@ -307,6 +306,8 @@ def figure(result: dict) -> Figure:
     right.set_yticks(range(len(s["pairs"])), list(s["pairs"]))
     right.set_xlabel("DI difference per face")
     right.set_title("Paired differences")
+    # below both panels, not on the boxes
+    fig.legend(*left.get_legend_handles_labels(), loc="outside lower center", ncols=len(models), fontsize=8)
     return fig
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image, ImageDraw
 
+from analysis import graphs
 from analysis import lam as lam_analysis
 from analysis.studies import lam_study
 from gvtnet.images import degrade
@@ -34,17 +35,27 @@ def lam_window(s: Session, window: int) -> tuple[int, int]:
     return min(max(r - window // 2, 0), h - window), min(max(c - window // 2, 0), w - window)
 
 
+def lam_cell(s: Session) -> int:
+    """Screen pixels per SR pixel of the LAM picker: the restoration drawn at least as large as the graph
+    tab's face (graphs.cell_size), so that a window can be placed precisely."""
+    return graphs.cell_size((s.sr.height, s.sr.width))
+
+
 def lam_picker(s: Session, window: int) -> str:
-    """The restoration with the LAM window drawn on it, to click on."""
-    img = s.sr.convert("RGB")
+    """The restoration, nearest-upscaled by `lam_cell`, with the LAM window drawn on it, to click on."""
+    k = lam_cell(s)
+    img = graphs.face_canvas(s.sr, (s.sr.height, s.sr.width), k)
     r, c = lam_window(s, window)
-    ImageDraw.Draw(img).rectangle((c, r, c + int(window) - 1, r + int(window) - 1), outline=(255, 0, 0), width=2)
+    ImageDraw.Draw(img).rectangle((c * k, r * k, (c + int(window)) * k - 1, (r + int(window)) * k - 1),
+                                  outline=(255, 0, 0), width=3)
     return png(img, "window")
 
 
 def place_lam(s: Session, xy) -> Session:
+    """Centre the LAM window on the SR pixel under a click at xy = (x, y) on `lam_picker`'s image."""
     if xy and xy[0] is not None and xy[1] is not None:
-        s.lam_centre = (int(xy[1]), int(xy[0]))
+        k = lam_cell(s)
+        s.lam_centre = (min(max(int(xy[1]) // k, 0), s.sr.height - 1), min(max(int(xy[0]) // k, 0), s.sr.width - 1))
     return s
 
 
@@ -124,16 +135,17 @@ def lam_study_view(s: Session, window: int, progress=None) -> tuple[str, str]:
 
 def build(ctx: Context) -> None:
     with gr.Row():
-        picker = gr.Image(label="Click the restoration to place the window", interactive=False, height=320,
-                          scale=1, **IMAGE)
+        picker = gr.Image(label="Click the restoration to place the window", interactive=False, height=440,
+                          scale=1, min_width=420, elem_id="lam-picker", **IMAGE)
         with gr.Column(scale=1):
             window = gr.Radio([8, 16, 32], value=16, label="Window (SR px)")
             run = gr.Button("Run LAM", variant="primary")
             di = gr.Markdown(elem_id="lam-di")
     gallery = gr.Gallery(label="Attribution (overlay, KDE)", columns=4, height=260, format="png")
     gr.Markdown(lam_analysis.SPREAD_CAPTION)
-    spread = gr.Image(label="Spread of the attribution (log scale, 50/90/99% contours)", interactive=False,
-                      **IMAGE)
+    # Figures carry their own titles: no label badge or buttons drawn over them (they hid the left title)
+    gr.Markdown("**Spread of the attribution** (log scale, 50/90/99% contours)")
+    spread = gr.Image(show_label=False, interactive=False, buttons=[], elem_id="lam-spread", **IMAGE)
     record = gr.JSON(visible=False)
     with gr.Accordion("Across faces: a small study", open=False):
         gr.Markdown(f"LAM of every model at the eyes, nose and mouth of {STUDY_FACES} faces (the examples and "
@@ -141,7 +153,7 @@ def build(ctx: Context) -> None:
                     "`python -m analysis.studies.lam_study` runs it on many faces.")
         study = gr.Button("Run the small study")
         study_table = gr.Markdown(elem_id="lam-study")
-        study_plot = gr.Image(label="DI per window, paired differences", interactive=False, **IMAGE)
+        study_plot = gr.Image(show_label=False, interactive=False, buttons=[], elem_id="lam-study-plot", **IMAGE)
     ctx.results(gallery, di, record, spread, study_table, study_plot)
 
     def on_picker(s, window_):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import gradio as gr
 from PIL import Image
@@ -66,6 +67,21 @@ def ablation_figure() -> str | None:
     return png(Image.open(buf), "ablation")
 
 
+def shipped_models() -> str:
+    """The shipped weights in assets/, one line each: file, architecture, scale and parameters."""
+    lines = []
+    for path in sorted(MODELS.assets.glob("*.safetensors")):
+        model = MODELS._get(path.name)
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        what = " (the shipped GVTNet fine-tuned with its graph blocks run as Swin-type blocks)" \
+            if path.name.startswith("strided-") else ""
+        lines.append(f"- `{path.name}`: {describe(model.cfg)}{what}, {params:.2f} M parameters")
+    presets = MODELS.presets()
+    used = f"preset '{presets[0]}', the only one shipped" if len(presets) == 1 else "the preset chosen above"
+    return f"**Shipped models** ({used}; GVTNet, its SwinIR baseline, and where shipped its graph-free fine-tune):\n\n" + \
+        "\n".join(lines)
+
+
 def model_card() -> str:
     if MODEL_CARD.is_file():
         return MODEL_CARD.read_text(encoding="utf-8")
@@ -74,14 +90,19 @@ def model_card() -> str:
 
 def build(ctx: Context) -> None:
     presets = MODELS.presets()
-    ctx.preset = gr.Dropdown(presets, value=presets[0] if presets else None,
+    # A choice only where there is one to make; the shipped models are listed either way
+    ctx.preset = gr.Dropdown(presets, value=presets[0] if presets else None, visible=len(presets) > 1,
                              label="Shipped preset (GVTNet and its SwinIR baseline)")
+    gr.Markdown(shipped_models(), elem_id="shipped-models")
     ctx.checkpoint = gr.File(label="Or upload a checkpoint: ours (.safetensors), the released GVTNet's (.pth), or "
                                    "another SR network to compare (SwinIR, HAT, ESRGAN, ...: anything spandrel "
                                    "detects)", file_types=[".safetensors", ".pth", ".pt"], type="filepath")
     summary = gr.Markdown()
-    gr.Markdown(ablation_summary())
-    gr.Image(ablation_figure(), label="Reach against quality, one point per trained network", interactive=False,
+    # number ranges joined by a non-breaking hyphen: the browser would break "25.144-25.164" at its hyphen
+    gr.Markdown(re.sub(r"(?<=\d)-(?=\d)", "\u2011", ablation_summary()), elem_id="ablation-tables",
+                elem_classes="unbroken-table")
+    gr.Markdown("**Reach against quality, one point per trained network**")
+    gr.Image(ablation_figure(), show_label=False, buttons=[], interactive=False, elem_id="ablation-figure",
              **IMAGE)
     gr.Markdown(ablation.FIGURE_CAPTION)
     with gr.Accordion("Model card", open=False):

@@ -141,7 +141,8 @@ def build(ctx: Context) -> None:
             caption = gr.Markdown(elem_id="graph-caption")
             stats = gr.Dataframe(headers=["statistic", "value", "meaning"], interactive=False,
                                  label="This graph (self-loops left out)", wrap=True,
-                                 column_widths=["28%", "14%", "58%"], max_height=360, elem_id="graph-stats")
+                                 column_widths=["30%", "18%", "52%"], max_height=360, elem_id="graph-stats",
+                                 elem_classes="unbroken-table")
     with gr.Row():
         overview = gr.Plot(label="Every group and head at once", scale=3, elem_id="graph-overview")
         heatmap = gr.Plot(label="This window's adjacency", scale=2)

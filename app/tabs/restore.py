@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 
 from gvtnet import GVTNet
+from gvtnet.evaluate import face_metrics
 from gvtnet.images import bicubic_upscale
-from gvtnet.metrics import psnr, ssim
 from gvtnet.sr_models import describe_model, model_name, scale_of
 
 from ..context import PRIVATE, Context
@@ -55,15 +55,29 @@ def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None, co
     )
 
 
+# Decimals of the metrics table's columns: one rounding per column, every row written out to it (0.8550,
+# not 0.855 beside 0.8539).
+PSNR_DIGITS, SSIM_DIGITS = 2, 4
+
+
+def _rgb(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"))[None]
+
+
 def metrics(s: Session) -> list[list]:
-    """[method, PSNR (dB), SSIM] rows against the original (on luma, as the literature reports them);
-    empty for a real low-resolution input, which has no original."""
+    """[method, PSNR (dB), SSIM] rows against the original, as text with PSNR_DIGITS and SSIM_DIGITS
+    decimals; empty for a real low-resolution input, which has no original. Both on the Y channel of the
+    RGB images (gvtnet.evaluate.face_metrics, as the model card, the paper and the Threshold tab report
+    them), a grey face included."""
     if s.hr is None:
         return []
-    hr = np.asarray(s.hr)
     rows = [("bicubic", s.bicubic), ("GVTNet", s.sr)] + ([("SwinIR", s.baseline)] if s.baseline else []) + \
         list(s.others_sr.items())
-    return [[name, round(psnr(np.asarray(img), hr), 2), round(ssim(np.asarray(img), hr), 4)] for name, img in rows]
+    out = []
+    for name, img in rows:
+        _, _, psnr_y, ssim_y = face_metrics(_rgb(img), _rgb(s.hr))[0]
+        out.append([name, f"{psnr_y:.{PSNR_DIGITS}f}", f"{ssim_y:.{SSIM_DIGITS}f}"])
+    return out
 
 
 @dataclass(frozen=True)
@@ -102,8 +116,11 @@ def build(ctx: Context) -> None:
         lr = gr.Image(label="Input (nearest upscale)", height=260, **IMAGE)
         sr = gr.Image(label="GVTNet", elem_id="sr", height=260, **IMAGE)
         baseline = gr.Image(label="SwinIR baseline", height=260, **IMAGE)
+    # Each image at its own size (object_fit none: never magnified nor cropped), its model named under it;
+    # hidden while there is nothing to compare (x4 ships no other model)
     others = gr.Gallery(label="Other models compared (GVTNet retrained without its graph; an upload from the "
-                              "Model tab)", columns=3, height=260, format="png")
+                              "Model tab)", columns=4, height=240, object_fit="none", allow_preview=False,
+                        format="png", visible=False, elem_id="others")
     download = gr.DownloadButton("Download the restoration (PNG)")
     outputs = [ctx.session, vs_bicubic, vs_original, table, lr, sr, baseline, others, download]
 
@@ -112,7 +129,8 @@ def build(ctx: Context) -> None:
             return [None] * len(outputs)
         s = restore(path, scale, mode, crop, ensemble, preset, custom, compare)
         v = restore_view(s)
-        return [s, v.vs_bicubic, v.vs_original, v.metrics, v.lr, v.gvtnet, v.baseline, v.others, v.gvtnet]
+        return [s, v.vs_bicubic, v.vs_original, v.metrics, v.lr, v.gvtnet, v.baseline,
+                gr.update(value=v.others, visible=bool(v.others)), v.gvtnet]
 
     def wire():  # the Model tab's preset and uploads exist once every tab is built
         inputs = [ctx.photo, ctx.scale, ctx.mode, ctx.crop, ctx.ensemble, ctx.preset, ctx.custom, ctx.compare]
