@@ -119,8 +119,13 @@ def error_badges(page) -> int:
 
 
 def example(page, index: int) -> None:
-    """Click example `index` of the left column: 0-1 the face crops, 2-4 the LFW faces."""
+    """Click example `index` of the left column: the face crops' gallery (0-1)."""
     page.locator("button.gallery-item").nth(index).click()
+
+
+def lfw_example(page, index: int) -> None:
+    """Click row `index` of the real low-resolution LFW examples' table."""
+    page.get_by_role("row").filter(has_text="Real low-resolution input").nth(index).click()
 
 
 def test_a_new_users_tour(browser, app_url):
@@ -183,7 +188,7 @@ def test_a_new_users_tour(browser, app_url):
     settle(page)
     shot(page, "7-lam")
     tab(page, "Model")
-    settle(page)
+    page.get_by_text("Shipped 'light' weights").first.wait_for(timeout=SLOW)
     shot(page, "8-model")
     assert len(log.restores()) == 1 and toasts(page) == []
 
@@ -193,7 +198,7 @@ def test_a_new_users_tour(browser, app_url):
     page.get_by_label("x8").check()
     settle(page)
     log.mark()
-    example(page, 2)
+    lfw_example(page, 0)
     tab(page, "Neighbour graph")
     seen = set()
     deadline = time.monotonic() + SLOW / 1000
@@ -282,8 +287,8 @@ def test_photo_tab_a_chosen_face_restores_once_at_its_own_size_and_boxes_can_be_
 
     # drop face 1, add a box of our own: those are restored
     tab(page, "Photo")
-    page.locator("#photo-kept").get_by_label(re.compile(r"^1: ")).uncheck()
-    page.locator("#photo-add textarea").fill("2, 2, 30, 30")
+    page.locator("#photo-kept label").filter(has_text="1: (").locator("input").uncheck()
+    page.locator("#photo-add textarea, #photo-add input").first.fill("2, 2, 30, 30")
     page.get_by_role("button", name="Restore these faces").click()
     page.locator("#photo-notes").get_by_text(f"{len(GROUP)} faces given").wait_for(timeout=SLOW)
     settle(page)
