@@ -47,6 +47,7 @@ class Context:
     preset: gr.Dropdown | None = None
     checkpoint: gr.File | None = None
     uploads: list = field(default_factory=list)  # the Model tab's events after which the session's model changed
+    loads: list = field(default_factory=list)  # events that set the face input (examples, the Photo tab's choice)
     _new_face: list[Listener] = field(default_factory=list)
     _on_show: dict[str, list[Listener]] = field(default_factory=dict)
     _finish: list[Callable[[], None]] = field(default_factory=list)
@@ -70,16 +71,28 @@ class Context:
         self._on_show.setdefault(title, []).append(Listener(fn, inputs, outputs))
 
     def results(self, *components) -> None:
-        """Components holding what was computed on a face: cleared whenever the face or model changes."""
+        """Components holding what was computed on a face: cleared the moment the face or model changes (before
+        the restore), so that no tab shows a previous face's figures, tables or errors meanwhile."""
         self._results.extend(components)
 
     def after_build(self, fn: Callable[[], None]) -> None:
         """Wiring that needs another tab's components: run once every tab is built."""
         self._finish.append(fn)
 
+    def restart(self, start):
+        """The first step of a restore after `start` (an event, or a list of triggers for gr.on): the
+        session and every result dropped at once (no queue), so that a tab shown while the restore runs
+        draws nothing stale; what follows is chained to the event returned."""
+        def clear():
+            return [None] * (1 + len(self._results))
+
+        outputs = [self.session, *self._results]
+        if isinstance(start, list):
+            return gr.on(start, clear, None, outputs, queue=False, show_progress="hidden", **PRIVATE)
+        return start.success(clear, None, outputs, queue=False, show_progress="hidden", **PRIVATE)
+
     def follow(self, event) -> None:
-        """Attach every new-face listener, and the clearing of old results, to a restore `event`."""
-        event.success(lambda: [None] * len(self._results), None, self._results, **PRIVATE)
+        """Attach every new-face listener to a restore `event`."""
         for x in self._new_face:
             event.success(x.fn, x.inputs, x.outputs, **PRIVATE)
 

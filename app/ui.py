@@ -35,7 +35,7 @@ def build_app() -> gr.Blocks:
             with gr.Column(scale=1, min_width=280):
                 face = PhotoInput(label="Photo", elem_id="photo", sources=["upload", "webcam", "clipboard"],
                                   height=260, **IMAGE)
-                gr.Examples(example_files(), inputs=face, label="Examples (no download)")
+                examples = [gr.Examples(example_files(), inputs=face, label="Examples (no download)")]
                 scale = gr.Radio([("x4", 4), ("x8", 8)], value=4, label="Scale")
                 mode = gr.Radio([("Simulate: downscale the face, restore it, compare", SIMULATE),
                                  ("Real low-resolution input: restore it as it is", REAL)],
@@ -46,10 +46,11 @@ def build_app() -> gr.Blocks:
                                     value="", label="Self-ensemble",
                                     info="Averages restorations of transformed copies. The shipped weights were "
                                          "trained upright: the mirror helps them, the 8-fold one does not.")
-                gr.Examples([[f, REAL, CENTRE] for f in lfw_files()], inputs=[face, mode, crop],
-                            label="Real low-resolution faces (LFW, 25x25: restored as they are)")
+                examples.append(gr.Examples([[f, REAL, CENTRE] for f in lfw_files()], inputs=[face, mode, crop],
+                                            label="Real low-resolution faces (LFW, 25x25: restored as they are)"))
             with gr.Column(scale=3):
                 ctx = Context(demo, face, scale, mode, crop, ensemble)
+                ctx.loads.extend(e.load_input_event for e in examples)  # each restores once, after it is set
                 with gr.Tabs():
                     for tab in TABS:
                         with ctx.tab(tab.TITLE):

@@ -44,8 +44,37 @@ def test_prepare_simulate_and_real(tmp_path, astronaut_face):
     hr, lr, _ = prepare(path, 8, SIMULATE, CENTRE)
     assert hr.size == (128, 128) and lr.size == (16, 16)
     assert np.array_equal(to_array(hr), to_array(astronaut_face))
-    hr, lr, notices = prepare(path, 4, REAL, CENTRE)
-    assert hr is None and lr.size == (32, 32) and "reduced" in notices[0]
+    hr, lr, notices = prepare(path, 4, REAL, CENTRE)  # a real low-resolution input is kept as it is
+    assert hr is None and lr.size == (128, 128) and notices == []
+    big = save_png(astronaut_face.resize((180, 180), Image.BICUBIC), tmp_path / "big.png")
+    hr, lr, notices = prepare(big, 8, REAL, CENTRE)  # above REAL_MAX_SIDE: reduced, and said once why
+    assert lr.size == (128, 128) and len(notices) == 1 and "180 px input was reduced to 128 px" in notices[0]
+
+
+def test_real_low_resolution_faces_restore_at_their_own_size(tmp_path):
+    """An LFW example (25 px) at x8 and a Photo-tab face (41 px) at x4: not cut to 16 or 32 px as before."""
+    from app.examples import lfw_files
+    from app.tabs.inputs import CENTRE, REAL
+    from app.tabs.restore import NO_ORIGINAL, restore, status_line
+
+    face = save_png(Image.new("RGB", (41, 41), (150, 110, 90)), tmp_path / "face-2.png")
+    for path, side, scale in ((lfw_files()[0], 25, 8), (face, 41, 4)):  # the issue's two cases
+        s = restore(path, scale, REAL, CENTRE, "", "light", None)
+        assert s.lr.size == (side, side) and s.sr.size == (scale * side, scale * side) and s.notices == []
+        line = status_line(s)
+        assert f"{side}x{side} input restored at x{scale} to {scale * side}x{scale * side} as it is" in line
+        assert line.endswith(NO_ORIGINAL) and "reduced" not in line
+
+
+def test_a_visitors_mistake_is_one_log_line_without_a_traceback(caplog):
+    import gradio as gr
+
+    from app.tabs.inputs import UserError, no_face
+
+    with caplog.at_level("INFO", logger="app"), pytest.raises(gr.Error) as e:
+        no_face()
+    assert isinstance(e.value, UserError) and e.value.print_exception is False and e.value.duration <= 6
+    assert [r.getMessage() for r in caplog.records] == [f"user error: {e.value.message}"]
 
 
 def test_non_face_image_works_with_a_notice(tmp_path):

@@ -12,8 +12,9 @@ from conftest import ASSETS
 
 
 def test_each_view_follows_a_new_face_on_its_own():
-    """After every restore (a new face, or a checkpoint upload), the graph, the Attention tab, the LAM picker
-    and the clearing of earlier results each wait for the restore itself, not for one another: a view that
+    """Every restore (a visitor's change of an input, each example set, the Photo tab's choice, a checkpoint
+    upload) first clears every earlier result at once (no queue), then restores once; the graph, the
+    Attention tab and the LAM picker each wait for the restore itself, not for one another: a view that
     fails cannot leave the next on the previous face. The Photo tab re-runs after an upload too."""
     from app.ui import build_app
 
@@ -22,11 +23,13 @@ def test_each_view_follows_a_new_face_on_its_own():
     name = {i: demo.fns[i].name for i in deps}
     where = {i: f"{demo.fns[i].fn.__module__}.{name[i]}" for i in deps}  # the tab's module, the function
     restores = [i for i in deps if name[i] == "on_restore"]
-    assert len(restores) == 2  # a new face; a checkpoint upload
+    assert len(restores) == 5  # a visitor's change; two example sets; the Photo tab's choice; an upload
     for r in restores:
         followers = {where[i] for i, d in deps.items() if d["trigger_after"] == r and d["trigger_only_on_success"]}
-        assert {"app.tabs.neighbour_graph.on_new_face", "app.tabs.attention.on_new_face", "app.tabs.lam.on_picker",
-                "app.context.<lambda>"} <= followers
+        assert {"app.tabs.neighbour_graph.on_new_face", "app.tabs.attention.on_new_face",
+                "app.tabs.lam.on_picker"} <= followers
+        clear = deps[r]["trigger_after"]
+        assert where[clear] == "app.context.clear" and deps[clear]["queue"] is False
     upload = next(i for i in deps if name[i] == "load_checkpoint")
     assert "on_photo" in {name[i] for i, d in deps.items() if d["trigger_after"] == upload}
 
@@ -110,4 +113,4 @@ def test_a_new_view_is_one_module_and_one_line(monkeypatch):
     restores = [d["id"] for d in demo.config["dependencies"] if demo.fns[d["id"]].name == "on_restore"]
     sizes = [d for d in demo.config["dependencies"] if demo.fns[d["id"]].name == "<lambda>"
              and d["trigger_after"] in restores and demo.fns[d["id"]].fn.__module__ == __name__]
-    assert len(sizes) == len(restores) == 2  # after a new face and after an upload
+    assert len(sizes) == len(restores) == 5  # after each way of setting a new face, and after an upload

@@ -333,7 +333,7 @@ def test_python_m_gvtnet_upscale_files_does_not_warn():
 
 def test_photo_tab_callbacks_and_choosing_a_face(tmp_path):
     from app.examples import GROUP, group_file
-    from app.tabs.inputs import CENTRE, REAL, SR_MAX
+    from app.tabs.inputs import CENTRE, REAL
     from app.tabs.photo import chosen_face, photo_view
     from app.tabs.restore import restore
 
@@ -346,7 +346,7 @@ def test_photo_tab_callbacks_and_choosing_a_face(tmp_path):
     path, number = chosen_face(v.faces, 1)
     assert number == 2 and np.array_equal(np.asarray(Image.open(path)), np.asarray(v.faces[1][1]))
     s = restore(path, 4, REAL, CENTRE, "", "light", None)  # what choosing it does to the session
-    assert s.hr is None and s.lr.width <= SR_MAX // 4
+    assert s.hr is None and s.lr.size == v.faces[1][1].size  # at its own size, as the Photo tab restored it
     import gradio as gr
 
     with pytest.raises(gr.Error, match="Restore a photo first"):
@@ -380,3 +380,37 @@ def test_real_low_resolution_examples_are_lfw_faces_restored_as_they_are():
         assert np.abs(np.asarray(img) / 255 - lfw[index]).max() <= 0.5 / 255 + 1e-9
     s = restore(path, 4, REAL, CENTRE, "", "light", None)
     assert s.hr is None and s.lr.size == (25, 25) and s.sr.size == (100, 100) and s.sr.mode == "L"
+
+
+def test_photo_tab_refuses_what_the_main_input_refuses(tmp_path):
+    import gradio as gr
+
+    from app.tabs.inputs import prepare
+    from app.tabs.photo import photo_view
+
+    path = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1), (120, 80, 40)).save(path)
+    messages = []
+    for call in (lambda: prepare(str(path), 4, "real", "centre"), lambda: photo_view(str(path), 4, "", "light", None)):
+        with pytest.raises(gr.Error) as e:
+            call()
+        messages.append(e.value.message)
+    assert messages[0] == messages[1] and "too small (1x1)" in messages[0]
+
+
+def test_photo_tab_restores_the_boxes_the_visitor_keeps_and_adds():
+    import gradio as gr
+
+    from app.examples import GROUP, group_file
+    from app.tabs.photo import parse_boxes, photo_view
+
+    v = photo_view(group_file(), 4, "", "light", None)
+    assert len(v.found) == len(GROUP)
+    own = parse_boxes("2, 2, 30, 30;\n(60, 10, 90, 40)")
+    assert own == [(2, 2, 30, 30), (60, 10, 90, 40)]
+    w = photo_view(group_file(), 4, "", "light", None, boxes=v.found[1:] + own[:1])
+    assert w.notes.startswith(f"{len(GROUP)} faces given") and w.found == v.found[1:] + own[:1]
+    assert [n for n, _ in w.faces] == [1, 2, 3]
+    for bad in ("1, 2, 3", "10, 10, 5, 20", "a, b, c, d"):
+        with pytest.raises(gr.Error, match="is not a face box"):
+            parse_boxes(bad)

@@ -9,7 +9,7 @@ import gradio as gr
 from analysis import graphs
 
 from ..state import MODELS
-from .inputs import CENTRE, FACE, IMAGE, P_CHOICES, REAL, SIMULATE, PhotoInput, png
+from .inputs import CENTRE, FACE, IMAGE, P_CHOICES, REAL, SIMULATE, PhotoInput, UserError, png
 from .lam import run_lam
 from .neighbour_graph import SCOPE_LABELS, graph_group_head, read_settings, session_inspection
 from .restore import restore
@@ -18,7 +18,7 @@ from .restore import restore
 def default_preset() -> str:
     presets = MODELS.presets()
     if not presets:
-        raise gr.Error("No shipped weights in assets/.")
+        raise UserError("No shipped weights in assets/.")
     return "light" if "light" in presets else presets[0]
 
 
@@ -41,11 +41,11 @@ def api_graph(path: str, scale: int, threshold: float, p: str, rule: str, group:
                 for k, v in sorted(settings.changes().items())}
     out = {"group": group, "head": head, **settings, "window": 0}
     if (row is None) != (col is None):
-        raise gr.Error("Give both row and col (an LR pixel), or neither.")
+        raise UserError("Give both row and col (an LR pixel), or neither.")
     if row is not None:
         h, w = ins.lr_size
         if not (0 <= int(row) < h and 0 <= int(col) < w):
-            raise gr.Error(f"LR pixel ({int(row)}, {int(col)}) is outside the {w}x{h} input face.")
+            raise UserError(f"LR pixel ({int(row)}, {int(col)}) is outside the {w}x{h} input face.")
         sel = graphs.select(ins, group, head, (int(row), int(col)))
         out |= {"row": int(row), "col": int(col), "window": sel.window, "node": sel.node,
                 "window_pixels": ins.window_pixels(group, sel.window).tolist()}
@@ -58,12 +58,12 @@ def api_lam(path: str, scale: int, row: int, col: int, window: int) -> dict:
     (row, col), moved inside the restoration where it would overhang it (the answer's row and col are
     where it was placed)."""
     if row is None or col is None or window is None:
-        raise gr.Error("Give row, col (the window's top-left SR pixel) and window (its side, SR px).")
+        raise UserError("Give row, col (the window's top-left SR pixel) and window (its side, SR px).")
     row, col, window = int(row), int(col), int(window)
     s = restore(path, scale, SIMULATE, FACE, False, default_preset(), None)
     h, w = s.sr.height, s.sr.width
     if not (0 <= row < h and 0 <= col < w):
-        raise gr.Error(f"SR pixel ({row}, {col}) is outside the {w}x{h} restoration.")
+        raise UserError(f"SR pixel ({row}, {col}) is outside the {w}x{h} restoration.")
     s.lam_centre = (row + window // 2, col + window // 2)  # run_lam refuses a window that does not fit
     return {name: {k: v for k, v in r.items() if k in ("di", "row", "col", "window")}
             for name, r in run_lam(s, window).items()}

@@ -106,6 +106,7 @@ def build(ctx: Context) -> None:
     gr.Markdown(MASS_CAPTION)
     inputs = [ctx.session, group, block, head, fusion, ctx.graph]
     view = [plot, picker, rollout, distance, mass]
+    ctx.results(*view)
 
     def block_views(s, group_, block_, head_, settings):
         return [attention_view(s, group_, block_, head_, settings), face_picker(s, s.query)]

@@ -2,6 +2,7 @@
 large face to click a pixel on, and the fresh files that every image handed to Gradio is written to."""
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import tempfile
@@ -21,13 +22,16 @@ from gvtnet.inference import super_resolve, to_image, to_tensor
 
 from ..state import MAX_IMAGE_BYTES, Session
 
+log = logging.getLogger("app")
+
 MIN_INPUT_SIDE = 16  # px: smaller images hold no face worth restoring
 # Big photos are reduced to this side before the face is cropped: the face ends up 128 px anyway, and
 # detection and cropping stay fast. (open_image refuses files too large to decode safely.)
 WORK_SIDE = 1024
-# A real low-resolution face larger than SR_MAX / scale is reduced to it: the views' cost grows with the
-# pixels (LAM on a 64 px face takes minutes on two cores, on a 32 px one seconds).
-SR_MAX = 128
+# A real low-resolution face is restored as it is up to this side (the Photo tab restores faces up to it,
+# gvtnet.photo.MAX_FACE); a larger one is as detailed as the model's outputs, and is reduced to it, once
+# said, since every view's cost grows with the pixels (LAM on a 64 px face takes minutes on two cores).
+REAL_MAX_SIDE = 128
 SIMULATE, REAL = "simulate", "real"
 FACE, CENTRE = "face", "centre"
 P_CHOICES = {"model's own": None, "1": 1.0, "2": 2.0, "3": 3.0, "∞": math.inf}
@@ -47,9 +51,27 @@ class PhotoInput(gr.Image):
         return "image"  # the frontend's component
 
 
+class UserError(gr.Error):
+    """What a visitor can get wrong (a missing face, a bad file, a value out of range): shown as a short-lived
+    message, logged as one line without a traceback (real faults keep theirs)."""
+
+    DURATION_S = 6  # short-lived: a message never stays stacked over the tab bar
+
+    def __init__(self, message: str):
+        super().__init__(message, duration=self.DURATION_S, print_exception=False)
+        log.info("user error: %s", message)
+
+
 def no_face():
     """Refuse an action that needs a face before one was chosen."""
-    raise gr.Error("Pick a face first: upload a photo, use the webcam, or click an example.")
+    raise UserError("Pick a face first: upload a photo, use the webcam, or click an example.")
+
+
+def check_size(img: Image.Image) -> None:
+    """Refuse an image too small to hold a face worth restoring (every input of the app: the face, the photo)."""
+    if min(img.size) < MIN_INPUT_SIDE:
+        raise UserError(f"The image is too small ({img.width}x{img.height}): at least {MIN_INPUT_SIDE} px a side "
+                        "is needed.")
 
 # Every image handed to Gradio is a new file of its own. Gradio caches returned PIL images under a hash of
 # their bytes, so visitors restoring the same example at once would rewrite one file while another reads
@@ -90,22 +112,22 @@ def open_upload(path: str | None, keep_alpha: bool = False) -> Image.Image:
     """The uploaded file as gvtnet.images.open_image reads it; gr.Error with the reason where it cannot
     be used."""
     if path is None:
-        raise gr.Error("Upload a photo, take one with the webcam, or pick an example.")
+        raise UserError("Upload a photo, take one with the webcam, or pick an example.")
     size = Path(path).stat().st_size if Path(path).is_file() else 0
     if size > MAX_IMAGE_BYTES:
-        raise gr.Error(f"The file is {size / 1e6:.0f} MB: photos up to {MAX_IMAGE_BYTES / 1e6:.0f} MB are accepted.")
+        raise UserError(f"The file is {size / 1e6:.0f} MB: photos up to {MAX_IMAGE_BYTES / 1e6:.0f} MB are accepted.")
     try:
         return open_image(path, keep_alpha=keep_alpha)
     except ImageError as e:
-        raise gr.Error(f"Cannot use this image: {e}.") from e
+        raise UserError(f"Cannot use this image: {e}.") from e
 
 
 def prepare(path: str | None, scale: int, mode: str, crop: str) -> tuple[Image.Image | None, Image.Image, list[str]]:
     """(hr, lr, notices) from an uploaded file. simulate: hr is the 128x128 face and lr its bicubic
-    downscale; real: hr is None and lr the square face as uploaded (reduced only above SR_MAX / scale)."""
+    downscale; real: hr is None and lr the square face as uploaded, at its own size (reduced only above
+    REAL_MAX_SIDE, once said)."""
     img = open_upload(path)
-    if min(img.size) < MIN_INPUT_SIDE:
-        raise gr.Error(f"The image is too small ({img.width}x{img.height}): at least {MIN_INPUT_SIDE} px a side is needed.")
+    check_size(img)
     notices = []
     if max(img.size) > WORK_SIDE:
         img = img.copy()
@@ -119,9 +141,10 @@ def prepare(path: str | None, scale: int, mode: str, crop: str) -> tuple[Image.I
             notices.append(f"The face is only {square.width} px wide, so the 'original' is itself an upscale.")
         hr = square if square.width == HR_SIZE else square.resize((HR_SIZE, HR_SIZE), Image.BICUBIC)
         return hr, degrade(hr, scale), notices
-    side = min(square.width, SR_MAX // scale)
+    side = min(square.width, REAL_MAX_SIDE)
     if side < square.width:
-        notices.append(f"The {square.width} px input was reduced to {side} px, to keep the restoration fast.")
+        notices.append(f"The {square.width} px input was reduced to {side} px: a face this large is already as "
+                       "detailed as the model's outputs, and every view's cost grows with its pixels.")
         square = square.resize((side, side), Image.BICUBIC)
     return None, square, notices
 

@@ -19,7 +19,7 @@ from gvtnet.inference import to_tensor
 from ..context import PRIVATE, Context
 from ..examples import example_files
 from ..state import VISITORS, Session
-from .inputs import FACE, IMAGE, SIMULATE, no_face, png, prepare
+from .inputs import FACE, IMAGE, SIMULATE, UserError, no_face, png, prepare
 
 TITLE = "LAM"
 
@@ -30,7 +30,7 @@ def lam_window(s: Session, window: int) -> tuple[int, int]:
     window = int(window)
     h, w = s.sr.height, s.sr.width
     if not 1 <= window <= min(h, w):
-        raise gr.Error(f"A {window} px window does not fit the {w}x{h} restoration: give 1 to {min(h, w)} px.")
+        raise UserError(f"A {window} px window does not fit the {w}x{h} restoration: give 1 to {min(h, w)} px.")
     r, c = s.lam_centre
     return min(max(r - window // 2, 0), h - window), min(max(c - window // 2, 0), w - window)
 
@@ -154,7 +154,7 @@ def build(ctx: Context) -> None:
         study = gr.Button("Run the small study")
         study_table = gr.Markdown(elem_id="lam-study")
         study_plot = gr.Image(show_label=False, interactive=False, buttons=[], elem_id="lam-study-plot", **IMAGE)
-    ctx.results(gallery, di, record, spread, study_table, study_plot)
+    ctx.results(picker, gallery, di, record, spread, study_table, study_plot)
 
     def on_picker(s, window_):
         return None if s is None else lam_picker(s, window_)

@@ -16,7 +16,7 @@ from gvtnet.weights import CheckpointError, describe
 
 from ..context import PRIVATE, Context
 from ..state import ABLATION_RESULTS, MODEL_CARD, MODELS
-from .inputs import IMAGE, png
+from .inputs import IMAGE, UserError, png
 from .restore import NO_GRAPH
 
 TITLE = "Model"
@@ -30,7 +30,7 @@ def load_checkpoint(path: str | None) -> tuple[GVTNet | None, object | None]:
     try:
         model = load_sr_model(path)
     except CheckpointError as e:
-        raise gr.Error(f"Cannot use this checkpoint: {e}") from e
+        raise UserError(f"Cannot use this checkpoint: {e}") from e
     return (freeze(model), None) if isinstance(model, GVTNet) else (None, model)
 
 

@@ -16,7 +16,7 @@ from gvtnet.weights import describe
 
 from ..context import DEFAULT_GRAPH, PRIVATE, Context, up_to_date, values
 from ..state import Session
-from .inputs import IMAGE, P_CHOICES, clamp, face_picker, lr_pixel, no_face, picker_cell, png
+from .inputs import IMAGE, P_CHOICES, UserError, clamp, face_picker, lr_pixel, no_face, picker_cell, png
 
 TITLE = "Neighbour graph"
 SCOPE_LABELS = {"one per group, shared by every window (released)": "group",
@@ -40,7 +40,7 @@ def session_inspection(s: Session, settings: GraphSettings):
         s.inspection = analysis.inspect(s.model.variant(settings), to_tensor(s.lr))
         s.graph_settings = settings
     if not s.inspection.graphs:
-        raise gr.Error(f"This model ({describe(s.model.cfg)}) has no graph layers to show.")
+        raise UserError(f"This model ({describe(s.model.cfg)}) has no graph layers to show.")
     return s.inspection
 
 
@@ -152,6 +152,7 @@ def build(ctx: Context) -> None:
     controls = [threshold, p, rule, graph_off, scope]
     inputs = [ctx.session, group, head, edges, *controls]
     view = [face, caption, overview, heatmap, stats]
+    ctx.results(*view)
 
     def draw(s, group_, head_, edges_, *control_values, force=True):
         settings = read_settings(*control_values)

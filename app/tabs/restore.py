@@ -2,7 +2,10 @@
 compared, with PSNR and SSIM against the original."""
 from __future__ import annotations
 
+import itertools
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -15,11 +18,18 @@ from gvtnet.sr_models import describe_model, model_name, scale_of
 
 from ..context import PRIVATE, Context
 from ..state import MODELS, Session
-from .inputs import IMAGE, png, prepare, sr_image
+from .inputs import IMAGE, UserError, log, png, prepare, sr_image
 
 TITLE = "Restore"
 
 NO_GRAPH = "GVTNet, no graph (retrained)"
+NO_ORIGINAL = ("A real low-resolution input has no original to compare against, so the 'original' slider and the "
+               "PSNR/SSIM table are hidden; choose Simulate to see them.")
+
+# Every restore is counted and logged as one line ("restore N: ..."): the server log says how many times
+# each action restored the face (tests/test_browser_flow.py reads it).
+_restores = itertools.count(1)
+_restores_lock = threading.Lock()
 
 
 def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None, compare=None) -> Session:
@@ -31,8 +41,9 @@ def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None, co
     try:
         model = custom if custom is not None else MODELS.gvtnet(preset, int(scale))
     except FileNotFoundError as e:
-        raise gr.Error(f"Nothing to compare the uploaded model with: {e}.") from e
+        raise UserError(f"Nothing to compare the uploaded model with: {e}.") from e
     scale = model.cfg.upscale
+    notices = []
     # the shipped GVTNet retrained without its graph, beside the shipped GVTNet it was fine-tuned from
     no_graph = MODELS.no_graph(preset, scale) if custom is None else None
     others = {NO_GRAPH: no_graph} if no_graph is not None else {}
@@ -40,10 +51,12 @@ def restore(path, scale, mode, crop, ensemble, preset, custom: GVTNet | None, co
         if scale_of(compare) == scale:
             others[f"{model_name(compare)} (uploaded)"] = compare
         else:
-            gr.Warning(f"The uploaded {describe_model(compare)} is not x{scale}, so it is not compared.")
-    hr, lr, notices = prepare(path, scale, mode, crop)
-    for n in notices:
-        gr.Info(n)
+            notices.append(f"The uploaded {describe_model(compare)} is not x{scale}, so it is not compared.")
+    hr, lr, found = prepare(path, scale, mode, crop)
+    notices += found
+    with _restores_lock:
+        n = next(_restores)
+    log.info("restore %d: %s, x%d, %s, %dx%d input", n, Path(path).name, scale, mode, lr.width, lr.height)
     baseline_model = MODELS.baseline(preset, scale)
     h, w = lr.height * scale, lr.width * scale
     return Session(
@@ -106,7 +119,15 @@ def restore_view(s: Session) -> RestoreView:
     )
 
 
+def status_line(s: Session) -> str:
+    """The Restore tab's one line about the current face: what was done to it, and why a view is hidden."""
+    done = (f"The {s.lr.width}x{s.lr.height} input restored at x{s.scale} to {s.sr.width}x{s.sr.height}"
+            + (" as it is." if s.hr is None else f", from the {s.hr.width} px original downscaled."))
+    return " ".join([done, *s.notices, *([NO_ORIGINAL] if s.hr is None else [])])
+
+
 def build(ctx: Context) -> None:
+    status = gr.Markdown(elem_id="restore-status")
     with gr.Row():
         vs_bicubic = gr.ImageSlider(label="GVTNet | bicubic", max_height=360, **IMAGE)
         vs_original = gr.ImageSlider(label="GVTNet | original", max_height=360, **IMAGE)
@@ -122,21 +143,26 @@ def build(ctx: Context) -> None:
                               "Model tab)", columns=4, height=240, object_fit="none", allow_preview=False,
                         format="png", visible=False, elem_id="others")
     download = gr.DownloadButton("Download the restoration (PNG)")
-    outputs = [ctx.session, vs_bicubic, vs_original, table, lr, sr, baseline, others, download]
+    outputs = [ctx.session, status, vs_bicubic, vs_original, table, lr, sr, baseline, others, download]
+    ctx.results(*outputs[1:])
 
     def on_restore(path, scale, mode, crop, ensemble, preset, custom, compare):
         if path is None:  # the photo was cleared
-            return [None] * len(outputs)
+            return [None, ""] + [None] * (len(outputs) - 2)
         s = restore(path, scale, mode, crop, ensemble, preset, custom, compare)
         v = restore_view(s)
-        return [s, v.vs_bicubic, v.vs_original, v.metrics, v.lr, v.gvtnet, v.baseline,
+        real = s.hr is None  # nothing to compare against: hidden, and the status line says why
+        return [s, status_line(s), v.vs_bicubic, gr.update(value=v.vs_original, visible=not real),
+                gr.update(value=v.metrics, visible=not real), v.lr, v.gvtnet, v.baseline,
                 gr.update(value=v.others, visible=bool(v.others)), v.gvtnet]
 
     def wire():  # the Model tab's preset and uploads exist once every tab is built
         inputs = [ctx.photo, ctx.scale, ctx.mode, ctx.crop, ctx.ensemble, ctx.preset, ctx.custom, ctx.compare]
-        triggers = [c.change for c in (ctx.photo, ctx.scale, ctx.mode, ctx.crop, ctx.ensemble, ctx.preset)]
-        ctx.follow(gr.on(triggers, on_restore, inputs, outputs, trigger_mode="always_last", **PRIVATE))
-        for uploaded in ctx.uploads:
-            ctx.follow(uploaded.success(on_restore, inputs, outputs, **PRIVATE))
+        # A visitor's own change of an input restores once (.input: not when the app sets an input, as an
+        # example or the Photo tab's choice does with several at once; those restore once, after the last)
+        triggers = [c.input for c in (ctx.photo, ctx.scale, ctx.mode, ctx.crop, ctx.ensemble, ctx.preset)]
+        starts = [ctx.restart(triggers)] + [ctx.restart(e) for e in ctx.loads + ctx.uploads]
+        for start in starts:
+            ctx.follow(start.success(on_restore, inputs, outputs, trigger_mode="always_last", **PRIVATE))
 
     ctx.after_build(wire)

@@ -19,7 +19,7 @@ from gvtnet.weights import describe
 from ..context import PRIVATE, Context
 from ..examples import example_files
 from ..state import Session
-from .inputs import no_face, png
+from .inputs import UserError, no_face, png
 
 TITLE = "Threshold effects"
 
@@ -30,9 +30,9 @@ def parse_thresholds(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
     except ValueError as e:
-        raise gr.Error(f"Thresholds must be numbers separated by commas, e.g. 0.25, 0.5, 0.85 ({e}).") from e
+        raise UserError(f"Thresholds must be numbers separated by commas, e.g. 0.25, 0.5, 0.85 ({e}).") from e
     if not values or any(not 0 <= v <= 1 for v in values):
-        raise gr.Error("Give one or more thresholds between 0 and 1, e.g. 0.25, 0.5, 0.85.")
+        raise UserError("Give one or more thresholds between 0 and 1, e.g. 0.25, 0.5, 0.85.")
     return values
 
 
@@ -56,7 +56,7 @@ def threshold_faces_view(s: Session, settings: GraphSettings, progress=None):
     (where it has an original): mean and spread of the PSNR change and of the edge density per T, with the
     graph off as the reference, under p and rule of `settings`. progress(done, total) follows the settings."""
     if not has_graph(s.model):
-        raise gr.Error(f"This model ({describe(s.model.cfg)}) has no graph layers: T changes nothing.")
+        raise UserError(f"This model ({describe(s.model.cfg)}) has no graph layers: T changes nothing.")
     pairs = _example_pairs(s.scale)
     if s.hr is not None:
         own = [torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)[None] for img in (s.hr, s.lr)]
@@ -72,7 +72,7 @@ def build(ctx: Context) -> None:
     with gr.Row():
         at = gr.Textbox("0.25, 0.5, 0.85, 1.0", label="Thumbnails at thresholds")
         run = gr.Button("Run the sweep", variant="primary")
-    plot = gr.Plot(label="Sweep over T (p and rule from the Neighbour graph tab)")
+    plot = gr.Plot(label="Sweep over T (p and rule from the Neighbour graph tab)", elem_id="threshold-sweep")
     gallery = gr.Gallery(label="Restorations", columns=4, height=220, format="png")
     gr.Markdown("One face moves by hundredths of a dB. Over several faces, the band is the spread between faces "
                 "and the dashed line the same weights with the graph off: where the band holds that line, T does "
