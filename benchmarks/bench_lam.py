@@ -19,7 +19,9 @@ through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf1
 the plain model, without re-casting the weights every call), same weights, in turn, --faces faces a call; with
 --data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
 profile: where each path spends its time (torch.profiler, operators' self time grouped by kind) against
-its floor (the path's FLOPs over this machine's 2048^3 matmul rate at its precision): one batch of 10 LAM
+its floor (the path's FLOPs over this machine's 2048^3 matmul rate at its precision) and against its
+matrix products and convolutions alone, replayed at their own shapes and precision (x 3 for LAM's
+forward and backward, as the floor; benchmarks.bench_models.dense_replay): one batch of 10 LAM
 path points of each paper-size model at fp32 and bf16 and of the shipped light x4 at `auto`, and one
 official-x8 face through a frozen snapshot at `auto`.
 Medians with the interquartile range.
@@ -251,14 +253,16 @@ def bench_profile(precisions=("fp32", "bf16")):
 
     import gvtnet
     from analysis import lam
+    from benchmarks.bench_models import dense_replay
     from gvtnet.inference import freeze, resolve_precision, super_resolve
 
     rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
     auto = resolve_precision("auto")
     print(f"2048^3 matmul: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s; auto = {auto}\n")
     kinds = [k for k, _ in OPERATOR_KINDS] + ["other"]
-    print("| path | precision | seconds | floor (s) | time / floor | " + " | ".join(kinds) + " |")
-    print("|---|---|---|---|---|---|" + "---|" * len(kinds))
+    print("| path | precision | seconds | floor (s) | time / floor | its matmuls and convs alone (s) | time / "
+          "those | " + " | ".join(kinds) + " |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * len(kinds))
 
     def random_model(preset):
         torch.manual_seed(0)
@@ -281,6 +285,8 @@ def bench_profile(precisions=("fp32", "bf16")):
         row = col = (side * scale - 16) // 2
         work = 3 * model.flops(side, side) * 10 if kind == "lam" else model.flops(side, side)
         snap = freeze(model, prec)
+        replay = dense_replay(snap, lr.expand(10 if kind == "lam" else 1, -1, -1, -1), prec)[0]
+        dense = (3 if kind == "lam" else 1) * statistics.median(timed(replay, 3))
 
         def run():
             if kind == "lam":
@@ -292,7 +298,7 @@ def bench_profile(precisions=("fp32", "bf16")):
             t = timed(run, 1, warmup=0)[0]
         shares = operator_shares(prof.key_averages())
         floor = work / rates[prec]
-        print(f"| {name} | {prec} | {t:.2f} | {floor:.2f} | {t / floor:.2f} | "
+        print(f"| {name} | {prec} | {t:.2f} | {floor:.2f} | {t / floor:.2f} | {dense:.2f} | {t / dense:.2f} | "
               + " | ".join(f"{shares[k]:.0%}" for k in kinds) + " |")
 
 

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.timing import summary, timed
 from gvtnet import PRESETS, GVTNet, build_model
+from gvtnet.inference import autocast
 from gvtnet.weights import infer_config, released_to_ours
 
 
@@ -66,11 +67,11 @@ DENSE_OPS = {aten.linear.default, aten.conv2d.default, aten.matmul.default, aten
 
 
 class _Spec(tuple):
-    """A tensor argument's (shape, stride), to make a fresh tensor of the same layout from."""
+    """A tensor argument's (shape, stride, dtype), to make a fresh tensor of the same layout from."""
 
 
 def _spec(a):
-    return _Spec((a.shape, a.stride())) if isinstance(a, torch.Tensor) else a
+    return _Spec((a.shape, a.stride(), a.dtype)) if isinstance(a, torch.Tensor) else a
 
 
 class _DenseRecorder(TorchDispatchMode):
@@ -86,15 +87,15 @@ class _DenseRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def dense_replay(model: torch.nn.Module, x: torch.Tensor):
-    """The forward pass's matrix products and convolutions alone, to be replayed back to back on fresh
-    tensors of the same shapes and memory layouts: a floor for any implementation that leaves its
-    arithmetic to these library kernels (no norms, softmax, copies or graph construction in it).
-    Returns (replay, number of ops, their GFLOPs)."""
+def dense_replay(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32"):
+    """The forward pass's matrix products and convolutions alone (at `precision`, as autocast runs them), to
+    be replayed back to back on fresh tensors of the same shapes, memory layouts and dtypes: a floor for any
+    implementation that leaves its arithmetic to these library kernels (no norms, softmax, copies or graph
+    construction in it). Returns (replay, number of ops, their GFLOPs)."""
     recorder = _DenseRecorder()
-    with torch.inference_mode(), recorder:
+    with torch.inference_mode(), autocast(precision), recorder:
         model(x)
-    make = lambda a: torch.empty_strided(*a).normal_() if isinstance(a, _Spec) else a
+    make = lambda a: torch.empty_strided(a[0], a[1], dtype=a[2]).normal_() if isinstance(a, _Spec) else a
     calls = [(func, tree_map(make, args, is_leaf=lambda a: isinstance(a, _Spec))) for func, args in recorder.calls]
 
     def replay():

@@ -199,7 +199,7 @@ def test_figure_draws_each_step_per_seed():
 
 def test_figure_keeps_every_text_and_point_inside():
     """The recorded Table I's figure, as the Model tab and docs/images/ablation.png show it: every label,
-    title and 'not trained yet' lies wholly inside the figure and its panel (that note sat at x = 0, the DI
+    title and 'no paired seed yet' lies wholly inside the figure and its panel (that note sat at x = 0, the DI
     panel's right edge, and ran off it), and every point lies inside its panel, clear of the edges."""
     import json
 

@@ -349,7 +349,7 @@ def tables(results: dict) -> str:
 FIGURE_CAPTION = ("Each row is one step from SwinIR light to GVTNet light, the config change named on the left: "
                   "right of the grey line it raised PSNR-Y (left panel) or LAM's diffusion index (right panel). "
                   "Dots are seeds, the bar is the seed-paired mean with its 95% interval over seeds; a bar that "
-                  "crosses the line is within seed noise.")
+                  "crosses the line is within seed noise; 'no paired seed yet': no seed is scored in both rows.")
 
 
 def figure(results: dict) -> Figure:
@@ -363,7 +363,7 @@ def figure(results: dict) -> Figure:
             st = paired_step(seed_pairs(results, row, above, key))
             if st is None:
                 # in the middle of the panel, whatever its data range (at x = 0 it ran off the panel's edge)
-                ax.text(0.5, k, "not trained yet", ha="center", va="center", fontsize=8, color="grey",
+                ax.text(0.5, k, "no paired seed yet", ha="center", va="center", fontsize=8, color="grey",
                         transform=ax.get_yaxis_transform())
                 continue
             ax.scatter(st.per_seed, np.full(len(st.per_seed), k) + np.linspace(-0.15, 0.15, len(st.per_seed)),
