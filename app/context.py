@@ -51,7 +51,7 @@ class Context:
     _new_face: list[Listener] = field(default_factory=list)
     _on_show: dict[str, list[Listener]] = field(default_factory=dict)
     _finish: list[Callable[[], None]] = field(default_factory=list)
-    _results: list = field(default_factory=list)
+    _results: list = field(default_factory=list)  # (component, what it shows while a restore runs)
 
     @contextmanager
     def tab(self, title: str):
@@ -70,10 +70,11 @@ class Context:
         """Run fn whenever the tab `title` is selected."""
         self._on_show.setdefault(title, []).append(Listener(fn, inputs, outputs))
 
-    def results(self, *components) -> None:
+    def results(self, *components, pending=None) -> None:
         """Components holding what was computed on a face: cleared the moment the face or model changes (before
-        the restore), so that no tab shows a previous face's figures, tables or errors meanwhile."""
-        self._results.extend(components)
+        the restore), so that no tab shows a previous face's figures, tables or errors meanwhile; `pending`
+        is what they show until the restore ends (None: nothing; a line saying that it is on its way)."""
+        self._results.extend((c, pending) for c in components)
 
     def after_build(self, fn: Callable[[], None]) -> None:
         """Wiring that needs another tab's components: run once every tab is built."""
@@ -84,9 +85,9 @@ class Context:
         session and every result dropped at once (no queue), so that a tab shown while the restore runs
         draws nothing stale; what follows is chained to the event returned."""
         def clear():
-            return [None] * (1 + len(self._results))
+            return [None, *(pending for _, pending in self._results)]
 
-        outputs = [self.session, *self._results]
+        outputs = [self.session, *(c for c, _ in self._results)]
         if isinstance(start, list):
             return gr.on(start, clear, None, outputs, queue=False, show_progress="hidden", **PRIVATE)
         return start.success(clear, None, outputs, queue=False, show_progress="hidden", **PRIVATE)
@@ -99,6 +100,9 @@ class Context:
     def finish(self) -> None:
         for fn in self._finish:
             fn()
+
+
+RESTORING = "*Restoring the new face: this view follows in a moment.*"
 
 
 def up_to_date(drawn: dict, title: str, key) -> bool:

@@ -34,6 +34,23 @@ def test_each_view_follows_a_new_face_on_its_own():
     assert "on_photo" in {name[i] for i, d in deps.items() if d["trigger_after"] == upload}
 
 
+def test_a_restore_shows_a_loading_line_and_nothing_stale():
+    """While a restore runs, every earlier result is gone and the tabs that draw from the new face say that
+    it is on its way (the Neighbour graph tab opened then showed the previous face's plots)."""
+    from app.context import RESTORING
+    from app.ui import build_app
+
+    demo = build_app()
+    deps = {d["id"]: d for d in demo.config["dependencies"]}
+    clear = next(deps[i]["trigger_after"] for i in deps if demo.fns[i].name == "on_restore")
+    shown = dict(zip(deps[clear]["outputs"], demo.fns[clear].fn()))
+    by_id = {demo.blocks[i].elem_id: v for i, v in shown.items() if demo.blocks[i].elem_id}
+    assert by_id["graph-caption"] == RESTORING
+    assert by_id["restore-status"].startswith("*Restoring")
+    assert by_id["sr"] is None and by_id["graph-overview"] is None and by_id["lam-picker"] is None
+    assert sum(v is None for v in shown.values()) == len(shown) - 2  # the session and every other result
+
+
 def test_a_model_without_graph_blocks_clears_the_graph_with_a_reason(tmp_path, astronaut_face):
     from app.context import values
     from app.tabs.attention import attention_view

@@ -14,7 +14,7 @@ from gvtnet.inference import to_tensor
 from gvtnet.sr_models import has_graph
 from gvtnet.weights import describe
 
-from ..context import DEFAULT_GRAPH, PRIVATE, Context, up_to_date, values
+from ..context import DEFAULT_GRAPH, PRIVATE, RESTORING, Context, up_to_date, values
 from ..state import Session
 from .inputs import IMAGE, P_CHOICES, UserError, clamp, face_picker, lr_pixel, no_face, picker_cell, png
 
@@ -152,12 +152,13 @@ def build(ctx: Context) -> None:
     controls = [threshold, p, rule, graph_off, scope]
     inputs = [ctx.session, group, head, edges, *controls]
     view = [face, caption, overview, heatmap, stats]
-    ctx.results(*view)
+    ctx.results(face, overview, heatmap, stats)
+    ctx.results(caption, pending=RESTORING)  # the tab opened while a restore runs says so
 
     def draw(s, group_, head_, edges_, *control_values, force=True):
         settings = read_settings(*control_values)
-        if s is None:
-            return [settings] + [None] * len(view)
+        if s is None:  # no face (cleared: nothing to show), or shown while a restore runs (keep its line)
+            return [settings] + [None if force else gr.skip()] * len(view)
         if up_to_date(s.drawn, TITLE, (group_, head_, edges_, settings, s.graph_pixel)) and not force:
             return [settings] + [gr.skip()] * len(view)
         return [settings, *values(graph_view(s, group_, head_, settings, edges_))]

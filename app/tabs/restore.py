@@ -144,7 +144,8 @@ def build(ctx: Context) -> None:
                         format="png", visible=False, elem_id="others")
     download = gr.DownloadButton("Download the restoration (PNG)")
     outputs = [ctx.session, status, vs_bicubic, vs_original, table, lr, sr, baseline, others, download]
-    ctx.results(*outputs[1:])
+    ctx.results(*outputs[2:])
+    ctx.results(status, pending="*Restoring...*")
 
     def on_restore(path, scale, mode, crop, ensemble, preset, custom, compare):
         if path is None:  # the photo was cleared
