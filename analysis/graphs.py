@@ -407,7 +407,8 @@ def overview_figure(inspection: Inspection, window: int = 0, pixel: tuple[int, i
     # annotations and shapes passed at once: plotly re-validates the whole list on every add_annotation
     return go.Figure(
         go.Image(z=tiles, customdata=cells, hovertemplate=hover + "<extra></extra>"),
-        layout=dict(title=dict(text=f"each group (g) and head (h){where}{mark}: light = kept, dark = cut",
+        # two title lines: one was cut at the plot's right edge in the app's column
+        layout=dict(title=dict(text=f"each group (g) and head (h){where}{mark}<br>light = kept, dark = cut",
                                font=dict(size=14)),
-                    annotations=titles, shapes=rows, margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(visible=False),
+                    annotations=titles, shapes=rows, margin=dict(l=10, r=10, t=60, b=10), xaxis=dict(visible=False),
                     yaxis=dict(visible=False, range=[len(keys) * down, 0]), height=120 + 120 * len(keys)))

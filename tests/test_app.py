@@ -308,7 +308,7 @@ def test_python_app_py_runs_one_torch_thread_per_job():
             "runpy.run_path('app.py', run_name='__main__')")
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    assert "built with 1 threads" in run.stdout and "launched ['max_file_size'" in run.stdout
+    assert "built with 1 threads" in run.stdout and "'css'" in run.stdout and "'max_file_size'" in run.stdout
 
 
 def test_examples_are_faces():
