@@ -53,10 +53,13 @@ class Models:
         found = (re.fullmatch(r"gvtnet-(.+)-x\d+\.safetensors", p.name) for p in self.assets.glob("gvtnet-*"))
         return sorted({m.group(1) for m in found if m})
 
+    def shipped(self) -> dict[str, GVTNet]:
+        """Every shipped file, by name, loaded (once) as a frozen snapshot."""
+        return {path.name: self._get(path.name) for path in sorted(self.assets.glob("*.safetensors"))}
+
     def preload(self) -> None:
         """Load every shipped file now, so that the first visitor does not wait for it."""
-        for path in sorted(self.assets.glob("*.safetensors")):
-            self._get(path.name)
+        self.shipped()
 
     def gvtnet(self, preset: str, scale: int) -> GVTNet:
         model = self._get(f"gvtnet-{preset}-x{scale}.safetensors")

@@ -112,6 +112,26 @@ def running_app(timeout: float = 300):
         yield server.url
 
 
+# Browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SLOW = 120_000  # ms a browser test waits for the page: the machine may be busy
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium, one per test module; skips, saying why, where Debian's chromium is absent."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium to run the browser tests)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
 @pytest.fixture(scope="session")
 def app_url():
     """One live app for the whole session, shared by the API and browser tests."""

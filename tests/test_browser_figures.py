@@ -9,23 +9,12 @@ import urllib.request
 import numpy as np
 import pytest
 from PIL import Image
-from test_browser import ARGS, CHROMIUM, SLOW, image_point, open_page, pick_example, settle
+from test_browser import image_point, open_page, pick_example, settle
 
-from conftest import ARTIFACTS, ASSETS
+from conftest import ARTIFACTS, ASSETS, SLOW
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium to run the browser tests)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 # Words and numbers of the table cells under `root` that the browser laid out over more than one line; a
 # compound word may break at its hyphen ("whole-|face"), nothing else may.

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from PIL import Image
 
-from conftest import ARTIFACTS
+from conftest import ARTIFACTS, SLOW
 
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-SLOW = 120_000  # ms: the machine may be busy
 # Every toast the page shows, recorded as it appears (Gradio removes them after their duration)
 WATCH_TOASTS = """
 window.__toasts = [];
@@ -30,18 +25,6 @@ setInterval(() => {
     if (!seen.has(e)) { seen.add(e); window.__toasts.push(e.innerText.trim()); }
 }, 50);
 """
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is absent (install Debian's chromium to run the browser tests)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 class ServerLog:

@@ -70,12 +70,11 @@ def ablation_figure() -> str | None:
 def shipped_models() -> str:
     """The shipped weights in assets/, one line each: file, architecture, scale and parameters."""
     lines = []
-    for path in sorted(MODELS.assets.glob("*.safetensors")):
-        model = MODELS._get(path.name)
-        params = sum(p.numel() for p in model.parameters()) / 1e6
+    for name, model in MODELS.shipped().items():
         what = " (the shipped GVTNet fine-tuned with its graph blocks run as Swin-type blocks)" \
-            if path.name.startswith("strided-") else ""
-        lines.append(f"- `{path.name}`: {describe(model.cfg)}{what}, {params:.2f} M parameters")
+            if name.startswith("strided-") else ""
+        params = sum(p.numel() for p in model.parameters()) / 1e6
+        lines.append(f"- `{name}`: {describe(model.cfg)}{what}, {params:.2f} M parameters")
     presets = MODELS.presets()
     used = f"preset '{presets[0]}', the only one shipped" if len(presets) == 1 else "the preset chosen above"
     return f"**Shipped models** ({used}; GVTNet, its SwinIR baseline, and where shipped its graph-free fine-tune):\n\n" + \
