@@ -75,12 +75,16 @@ def test_every_run_shares_the_recipe():
 
 
 def test_a_scored_run_is_not_trained_again(tmp_path):
+    """Finished: weights on disk, or scores and DI on record; a run scored without DI and without its
+    weights is trained again for its DI."""
     results = tmp_path / "results.json"
-    results.write_text(json.dumps({"gvtnet-s0": {"psnr_y": [1.0], "ssim_y": [1.0]}}))
+    scored = {"psnr_y": [1.0], "ssim_y": [1.0]}
+    results.write_text(json.dumps({"gvtnet-s0": scored | {"di": [3.0]}, "sparse-s0": scored}))
     (tmp_path / "runs" / "sparse-s1").mkdir(parents=True)
     gvtnet.save_model(gvtnet.build_model("light-x8"), tmp_path / "runs" / "sparse-s1" / "model.safetensors")
     names = [out.name for _, out, _ in ablation.pending(tmp_path / "runs", results)]
-    assert "gvtnet-s0" not in names and "sparse-s1" not in names and "gvtnet-s1" in names
+    assert "gvtnet-s0" not in names and "sparse-s1" not in names
+    assert "gvtnet-s1" in names and "sparse-s0" in names
 
 
 def test_train_closes_each_log_when_its_process_ends(tmp_path, monkeypatch):

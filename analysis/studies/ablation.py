@@ -6,8 +6,8 @@
     python -m analysis.studies.ablation table --write docs/ABLATION.md   # the tables and figure, from that file
 
 Every run trains a light x8 network from scratch with the same data, recipe, number of updates and seed
-(`RECIPE`); rows differ only in their config. Rows 1-3 are also trained with seeds 1 and 2, so that each
-difference can be read against the spread between seeds.
+(`RECIPE`); rows differ only in their config. The decomposition's rows are trained with seeds 0-3
+(`DECOMPOSITION_SEEDS`), so that each step can be read against the spread between seeds.
 """
 from __future__ import annotations
 
@@ -120,10 +120,13 @@ def _args(row: Row, recipe: list[str], seed: int) -> list[str]:
 
 
 def pending(root: Path, results_path: Path) -> list[tuple[str, Path, list[str]]]:
-    """The runs still to train, in `runs` order: a run already scored in `results_path` is finished, also
-    where its folder is gone (trained on an earlier session's machine)."""
-    scored = set(json.loads(results_path.read_text())) if results_path.exists() else set()
-    return [r for r in runs(root) if not (r[1] / "model.safetensors").exists() and r[1].name not in scored]
+    """The runs still to train, in `runs` order. A run is finished when its weights are there, or when
+    `results_path` holds both its scores and its DI (its folder may be gone: trained on an earlier session's
+    machine). A run scored without DI whose weights are gone is trained again: `evaluate` then keeps its
+    scores if the weights come out the same, or scores it anew, and `lam` adds the DI."""
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    done = {name for name, r in results.items() if "di" in r}
+    return [r for r in runs(root) if not (r[1] / "model.safetensors").exists() and r[1].name not in done]
 
 
 def train(root: Path, data: str, workers: int, results_path: Path) -> None:
