@@ -14,7 +14,9 @@ import math
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import torch
 import torch.distributed as dist
@@ -93,7 +95,94 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 class Interrupted(Exception):
-    pass
+    """A stop asked for (SIGINT, SIGTERM or --max-minutes), after the checkpoint is saved."""
+
+
+@dataclass
+class Processes:
+    """This process's place in the run: the only one, or one rank of `torchrun`'s (DDP)."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def start(cls) -> Processes:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
+            else torch.device("cpu")
+        if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+            return cls(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(device, dist.get_rank(), dist.get_world_size())
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def gather(self, obj) -> list:
+        """Every rank's `obj`, in rank order (collective)."""
+        if not self.distributed:
+            return [obj]
+        parts = [None] * self.world
+        dist.all_gather_object(parts, obj)
+        return parts
+
+    def any(self, flag: bool) -> bool:
+        """Whether any rank's flag is set (collective): every rank must stop at the same step."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([float(flag)])
+        dist.all_reduce(t)
+        return t.item() > 0
+
+    def end(self) -> None:
+        if self.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint holds, so that `--resume` continues exactly: the weights, their EMA, the
+    optimizer and schedule, the step, and every rank's random streams (data order and augmentation in
+    `gen`, the rest in torch's global one)."""
+
+    model: torch.nn.Module
+    ema: AveragedModel
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator
+    step: int = 0
+
+    @classmethod
+    def new(cls, args: argparse.Namespace, procs: Processes) -> TrainingState:
+        torch.manual_seed(args.seed)
+        model = build_model(args.preset, **parse_overrides(args.set))
+        if args.init:
+            model.load_state_dict(load_model(args.init).state_dict())
+        model = model.to(procs.device)
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
+        return cls(model, AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema)), opt,
+                   torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.min_lr),
+                   torch.Generator().manual_seed(args.seed * 1000 + procs.rank))
+
+    def save(self, path: Path, args: argparse.Namespace, procs: Processes) -> None:
+        """Written atomically by rank 0 (collective: every rank's random streams are gathered)."""
+        gens, rngs = procs.gather(self.gen.get_state()), procs.gather(torch.get_rng_state())
+        if procs.rank == 0:
+            _atomic_save({"model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                          "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                          "generators": gens, "torch_rng": rngs, "step": self.step, "args": vars(args)}, path)
+
+    def load(self, path: Path, procs: Processes) -> None:
+        ckpt = torch.load(path, map_location=procs.device, weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.ema.load_state_dict(ckpt["ema"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.gen.set_state(ckpt["generators"][procs.rank])
+        torch.set_rng_state(ckpt["torch_rng"][procs.rank])
+        self.step = ckpt["step"]
 
 
 def _atomic_save(obj, path: Path) -> None:
@@ -102,141 +191,120 @@ def _atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def train(args: argparse.Namespace) -> Path:
-    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
-    if distributed:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.batch % (world * args.accum):
-        raise SystemExit("--batch must be a multiple of processes x --accum")
-    micro = args.batch // world // args.accum
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path, ckpt_path = out / "log.jsonl", out / CHECKPOINT
-
-    torch.manual_seed(args.seed)
-    model = build_model(args.preset, **parse_overrides(args.set))
-    if args.init:
-        model.load_state_dict(load_model(args.init).state_dict())
-    model = model.to(device)
-    scale = model.cfg.upscale
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema))
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.99))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=args.steps, eta_min=args.min_lr)
-    gen = torch.Generator().manual_seed(args.seed * 1000 + rank)
-    step = 0
-    if args.resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["scheduler"])
-        gen.set_state(ckpt["generators"][rank])
-        torch.set_rng_state(ckpt["torch_rng"][rank])
-        step = ckpt["step"]
-    elif args.resume:
-        print(f"no checkpoint in {out}; starting afresh")
-
+def training_faces(args: argparse.Namespace, scale: int, rank: int) -> tuple[list[FacePairs], FacePairs | None]:
+    """The training faces at each of --hr-sizes, and the held-out validation faces (rank 0 only)."""
     train_files, val_files = split_files(image_files(args.data), args.val_count)
     sizes = [FacePairs.from_files(train_files, scale, hr_size=px, progress=rank == 0 and not args.no_progress)
              for px in args.hr_sizes]
     val = FacePairs.from_files(val_files, scale, progress=False) if val_files and rank == 0 else None
-    if rank == 0:
-        print(f"{args.preset}: {sum(p.numel() for p in model.parameters()):,} parameters; "
-              f"{len(sizes[0])} training faces ({sizes[0].skipped} unreadable skipped) at HR "
-              f"{', '.join(map(str, args.hr_sizes))} px, "
-              f"{len(val) if val else 0} validation")
+    return sizes, val
 
-    # buffers are constants derived from the config (means, index tables): nothing to broadcast
-    net = DistributedDataParallel(model, broadcast_buffers=False) if distributed else model
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else contextlib.nullcontext())
 
+def sample(sizes: list[FacePairs], count: int, gen: torch.Generator, args: argparse.Namespace):
+    """One micro-batch (lr, hr) of `count` faces, from one size drawn at random; sizes below --canvas are
+    tiled into mosaics."""
+    # one size draws nothing, so single-size runs keep the random stream they always had
+    data = sizes[int(torch.randint(len(sizes), (1,), generator=gen))] if len(sizes) > 1 else sizes[0]
+    if data.hr.shape[-1] < args.canvas:
+        return data.sample_mosaic(count, gen, args.canvas, rotate=args.rotate)
+    return data.sample(count, gen, rotate=args.rotate)
+
+
+@contextlib.contextmanager
+def stop_requests():
+    """{'signal': None}, set to the signal's number on SIGINT or SIGTERM while inside; handlers restored after."""
     stop = {"signal": None}
     previous = {s: signal.signal(s, lambda n, f: stop.update(signal=n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
-    def gather(t):  # every rank's RNG state, so that a resume restores each one
-        if not distributed:
-            return [t]
-        parts = [torch.empty_like(t) for _ in range(world)]
-        dist.all_gather_object(parts, t)
-        return parts
 
-    def checkpoint():
-        gens, rngs = gather(gen.get_state()), gather(torch.get_rng_state())
-        if rank == 0:
-            _atomic_save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                          "scheduler": sched.state_dict(), "generators": gens, "torch_rng": rngs,
-                          "step": step, "args": vars(args)}, ckpt_path)
+def train(args: argparse.Namespace) -> Path:
+    procs = Processes.start()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.batch % (procs.world * args.accum):
+        raise SystemExit("--batch must be a multiple of processes x --accum")
+    micro = args.batch // procs.world // args.accum
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CHECKPOINT
+
+    state = TrainingState.new(args, procs)
+    if args.resume and ckpt_path.exists():
+        state.load(ckpt_path, procs)
+    elif args.resume:
+        print(f"no checkpoint in {out}; starting afresh")
+    model, scale = state.model, state.model.cfg.upscale
+    sizes, val = training_faces(args, scale, procs.rank)
+    lead = procs.rank == 0
+    if lead:
+        print(f"{args.preset}: {sum(p.numel() for p in model.parameters()):,} parameters; {len(sizes[0])} training "
+              f"faces ({sizes[0].skipped} unreadable skipped) at HR {', '.join(map(str, args.hr_sizes))} px, "
+              f"{len(val) if val else 0} validation")
+    # buffers are constants derived from the config (means, index tables): nothing to broadcast
+    net = DistributedDataParallel(model, broadcast_buffers=False) if procs.distributed else model
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if procs.device.type == "cuda"
+                else contextlib.nullcontext())
 
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else math.inf
-    bar = tqdm(total=args.steps, initial=step, desc=args.preset, disable=rank != 0 or args.no_progress)
-    log = open(log_path, "a") if rank == 0 else None
+    bar = tqdm(total=args.steps, initial=state.step, desc=args.preset, disable=not lead or args.no_progress)
+    log = open(out / "log.jsonl", "a") if lead else None
     model.train()
     t0, faces = time.perf_counter(), 0
     try:
-        while step < args.steps:
-            opt.zero_grad(set_to_none=True)
-            total = 0.0
-            for i in range(args.accum):
-                # one size draws nothing, so single-size runs keep the random stream they always had
-                data = sizes[int(torch.randint(len(sizes), (1,), generator=gen))] if len(sizes) > 1 else sizes[0]
-                if data.hr.shape[-1] < args.canvas:
-                    lr_img, hr_img = data.sample_mosaic(micro, gen, args.canvas, rotate=args.rotate)
-                else:
-                    lr_img, hr_img = data.sample(micro, gen, rotate=args.rotate)
-                lr_img, hr_img = lr_img.to(device), hr_img.to(device)
-                sync = net.no_sync() if distributed and i < args.accum - 1 else contextlib.nullcontext()
-                with sync, autocast:
-                    loss = torch.nn.functional.l1_loss(net(lr_img).float(), hr_img) / args.accum
-                loss.backward()
-                total += loss.item()
-            opt.step()
-            sched.step()
-            ema.update_parameters(model)
-            step += 1
-            faces += args.batch
-            bar.update(1)
-            if log and (step % 20 == 0 or step == args.steps):
-                rate = faces / (time.perf_counter() - t0)
-                bar.set_postfix(loss=f"{total:.4f}", faces_per_s=f"{rate:.1f}")
-                log.write(json.dumps({"step": step, "loss": total, "lr": sched.get_last_lr()[0],
-                                      "faces_per_s": rate, "time": time.time()}) + "\n")
-                log.flush()
-            if val is not None and (step % args.val_every == 0 or step == args.steps):
-                metrics = evaluate_pairs(ema.module, val, crop=scale)
-                model.train()
-                log.write(json.dumps({"step": step, **{f"val_{k}": v for k, v in metrics.items()}}) + "\n")
-                log.flush()
-                bar.write(f"step {step}: val Y-PSNR {metrics['psnr_y']:.2f} dB, SSIM {metrics['ssim_y']:.4f}")
-            if step % args.ckpt_every == 0 or step == args.steps:
-                checkpoint()
-            halt = stop["signal"] is not None or time.monotonic() > deadline
-            if distributed:  # every rank must agree to stop at the same step
-                flag = torch.tensor([float(halt)])
-                dist.all_reduce(flag)
-                halt = flag.item() > 0
-            if halt and step < args.steps:
-                checkpoint()
-                raise Interrupted
+        with stop_requests() as stop:
+            while state.step < args.steps:
+                state.opt.zero_grad(set_to_none=True)
+                total = 0.0
+                for i in range(args.accum):
+                    lr_img, hr_img = (t.to(procs.device) for t in sample(sizes, micro, state.gen, args))
+                    sync = net.no_sync() if procs.distributed and i < args.accum - 1 else contextlib.nullcontext()
+                    with sync, autocast:
+                        loss = torch.nn.functional.l1_loss(net(lr_img).float(), hr_img) / args.accum
+                    loss.backward()
+                    total += loss.item()
+                state.opt.step()
+                state.sched.step()
+                state.ema.update_parameters(model)
+                state.step += 1
+                step = state.step
+                faces += args.batch
+                bar.update(1)
+                if log and (step % 20 == 0 or step == args.steps):
+                    rate = faces / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{total:.4f}", faces_per_s=f"{rate:.1f}")
+                    _write(log, {"step": step, "loss": total, "lr": state.sched.get_last_lr()[0],
+                                 "faces_per_s": rate, "time": time.time()})
+                if val is not None and (step % args.val_every == 0 or step == args.steps):
+                    metrics = evaluate_pairs(state.ema.module, val, crop=scale)
+                    model.train()
+                    _write(log, {"step": step, **{f"val_{k}": v for k, v in metrics.items()}})
+                    bar.write(f"step {step}: val Y-PSNR {metrics['psnr_y']:.2f} dB, SSIM {metrics['ssim_y']:.4f}")
+                if step % args.ckpt_every == 0 or step == args.steps:
+                    state.save(ckpt_path, args, procs)
+                if procs.any(stop["signal"] is not None or time.monotonic() > deadline) and step < args.steps:
+                    state.save(ckpt_path, args, procs)
+                    raise Interrupted
     except Interrupted:
-        if rank == 0:
-            bar.write(f"stopped at step {step}; continue with --resume")
+        if lead:
+            bar.write(f"stopped at step {state.step}; continue with --resume")
     finally:
         bar.close()
-        for s, h in previous.items():
-            signal.signal(s, h)
         if log:
             log.close()
-    if rank == 0 and step >= args.steps:
-        save_model(ema.module.cpu(), out / "model.safetensors")
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
+    if lead and state.step >= args.steps:
+        save_model(state.ema.module.cpu(), out / "model.safetensors")
+    procs.end()
     return out / "model.safetensors"
+
+
+def _write(log: IO[str], record: dict) -> None:
+    log.write(json.dumps(record) + "\n")
+    log.flush()
 
 
 def main(argv=None):
