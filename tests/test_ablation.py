@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,9 +94,9 @@ def test_train_closes_each_log_when_its_process_ends(tmp_path, monkeypatch):
     logs = []
 
     class Finished:  # a training process that has already ended
-        returncode = 0
+        returncode, pid = 0, -1
 
-        def __init__(self, cmd, stdout, stderr):
+        def __init__(self, cmd, stdout, stderr, **kwargs):
             self.log = stdout
             logs.append(stdout)
 
@@ -105,6 +108,58 @@ def test_train_closes_each_log_when_its_process_ends(tmp_path, monkeypatch):
     monkeypatch.setattr(ablation.subprocess, "Popen", Finished)
     ablation.train(tmp_path, "data", 2, tmp_path / "results.json")
     assert len(logs) == 3 and all(log.closed for log in logs)
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="the kernel has no autogroups")
+def test_runs_train_at_the_lowest_priority_in_sessions_of_their_own(tmp_path, monkeypatch):
+    """nice alone does not lower a run against other sessions' work: each run gets a session, and that
+    session's group the lowest priority."""
+    seen = {}
+    popen = subprocess.Popen
+
+    def start(cmd, **kwargs):
+        assert cmd[:3] == ["nice", "-n", "19"]
+        proc = popen(["sleep", "1"], **kwargs)
+        real_wait = proc.wait
+
+        def wait(timeout=None):
+            seen.setdefault(proc.pid, (os.getsid(proc.pid), Path(f"/proc/{proc.pid}/autogroup").read_text()))
+            return real_wait(timeout)
+
+        proc.wait = wait
+        return proc
+
+    monkeypatch.setattr(ablation, "pending", lambda *a: [(n, tmp_path / n, []) for n in ("a", "b")])
+    monkeypatch.setattr(ablation.subprocess, "Popen", start)
+    ablation.train(tmp_path, "data", 2, tmp_path / "results.json")
+    assert len(seen) == 2
+    for pid, (session, group) in seen.items():
+        assert session == pid and session != os.getsid(0)
+        assert group.split()[-1] == "19"
+
+
+def test_ctrl_c_stops_every_run(tmp_path, monkeypatch):
+    """The runs, in sessions of their own, are sent SIGTERM (gvtnet.train then checkpoints) and waited for."""
+    started = []
+    popen = subprocess.Popen
+
+    def start(cmd, **kwargs):
+        proc = popen(["sleep", "30"], **kwargs)
+        started.append(proc)
+        if len(started) == 2:  # Ctrl-C while waiting for the second run, once
+            real_wait = proc.wait
+
+            def interrupted(timeout=None):
+                proc.wait = real_wait
+                raise KeyboardInterrupt
+            proc.wait = interrupted
+        return proc
+
+    monkeypatch.setattr(ablation, "pending", lambda *a: [(n, tmp_path / n, []) for n in ("a", "b", "c")])
+    monkeypatch.setattr(ablation.subprocess, "Popen", start)
+    with pytest.raises(KeyboardInterrupt):
+        ablation.train(tmp_path, "data", 2, tmp_path / "results.json")
+    assert len(started) == 2 and all(proc.returncode == -15 for proc in started)
 
 
 def test_step_against_a_hand_computation():

@@ -12,6 +12,7 @@ Every run trains a light x8 network from scratch with the same data, recipe, num
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
@@ -130,29 +131,50 @@ def pending(root: Path, results_path: Path) -> list[tuple[str, Path, list[str]]]
 
 
 def train(root: Path, data: str, workers: int, results_path: Path) -> None:
-    """Trains every pending run, `workers` at a time at low priority, each resumable."""
+    """Trains every pending run, `workers` at a time at the lowest priority, each resumable. Ctrl-C stops
+    them all at their next step, checkpointed: run `train` again to continue."""
     todo = pending(root, results_path)
     bar = tqdm(total=len(todo), desc="ablation runs")
     active: list[tuple[str, subprocess.Popen, IO[str]]] = []  # (label, process, its log file)
-    while todo or active:
-        while todo and len(active) < workers:
-            label, out, args = todo.pop(0)
-            out.mkdir(parents=True, exist_ok=True)
-            cmd = ["nice", "-n", "19", sys.executable, "-m", "gvtnet.train", *args, "--data", data,
-                   "--out", str(out), "--resume", "--no-progress"]
-            log = open(out / "train.out", "a")
-            active.append((label, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-        label, proc, log = active[0]
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            active.append(active.pop(0))
-            continue
-        active.pop(0)
-        log.close()
-        bar.write(f"{label}: {'done' if proc.returncode == 0 else f'exit {proc.returncode}'}")
-        bar.update(1)
-    bar.close()
+    try:
+        while todo or active:
+            while todo and len(active) < workers:
+                label, out, args = todo.pop(0)
+                out.mkdir(parents=True, exist_ok=True)
+                cmd = ["nice", "-n", "19", sys.executable, "-m", "gvtnet.train", *args, "--data", data,
+                       "--out", str(out), "--resume", "--no-progress"]
+                log = open(out / "train.out", "a")
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                lowest_priority(proc.pid)
+                active.append((label, proc, log))
+            label, proc, log = active[0]
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                active.append(active.pop(0))
+                continue
+            active.pop(0)
+            log.close()
+            bar.write(f"{label}: {'done' if proc.returncode == 0 else f'exit {proc.returncode}'}")
+            bar.update(1)
+    except KeyboardInterrupt:  # the runs are in sessions of their own: the terminal's Ctrl-C does not reach them
+        for _, proc, _ in active:
+            proc.terminate()  # gvtnet.train saves its checkpoint and stops
+        for _, proc, log in active:
+            proc.wait()
+            log.close()
+        raise
+    finally:
+        bar.close()
+
+
+def lowest_priority(pid: int) -> None:
+    """Give process `pid`, started in a session of its own, the lowest CPU priority. Linux schedules each
+    session as one group (autogroup) and `nice` orders processes only within their group, so a niced run
+    in the user's session still took half the CPU from their work in another (a LAM study ran 10x slower:
+    its two threads wait for each other); where the kernel has autogroups, the group's own nice is set too."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text("19")
 
 
 def evaluate(root: Path, data: Path, results_path: Path) -> dict:
