@@ -23,12 +23,14 @@ its floor (the path's FLOPs over this machine's 2048^3 matmul rate at its precis
 matrix products and convolutions alone, replayed at their own shapes and precision (x 3 for LAM's
 forward and backward, as the floor; benchmarks.bench_models.dense_replay): one batch of 10 LAM
 path points of each paper-size model at fp32 and bf16 and of the shipped light x4 at `auto`, and one
-official-x8 face through a frozen snapshot at `auto`.
+official-x8 face through a frozen snapshot at `auto`; and the rest, everything outside the products and
+convolutions, against its bytes moved (`other_traffic`) at this machine's 8 MB copy rate.
 Medians with the interquartile range.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 
@@ -247,6 +249,47 @@ def operator_shares(events) -> dict[str, float]:
     return {k: v / whole for k, v in totals.items()}
 
 
+# Operators that move no data themselves: views, and allocations (their bytes are counted as the output
+# of the operator that allocates through them).
+NO_TRAFFIC = {f"aten::{op}" for op in (
+    "view", "_unsafe_view", "view_as", "as_strided", "permute", "expand", "expand_as", "transpose", "t", "squeeze",
+    "unsqueeze", "slice", "select", "alias", "detach", "split", "split_with_sizes", "unbind", "narrow", "chunk",
+    "flatten", "unflatten", "empty", "empty_strided", "empty_like", "resize_", "lift_fresh", "set_", "reshape",
+    "to", "contiguous", "matmul", "linear", "resolve_conj", "resolve_neg")}
+ITEM_BYTES = {"float": 4, "c10::BFloat16": 2, "c10::Half": 2, "double": 8, "long int": 8, "int": 4, "bool": 1,
+              "unsigned char": 1, "signed char": 1, "short int": 2}
+
+
+def other_traffic(events) -> tuple[float, int]:
+    """(bytes, operators) of what torch.profiler saw (record_shapes, profile_memory) outside matrix products
+    and convolutions: each operator that does work itself (none of its children does) reads its tensor
+    inputs and writes what it and its children allocate; an in-place one (copy_, fill_) writes an input,
+    counted once."""
+    def kind(name):
+        return next((k for k, pats in OPERATOR_KINDS if any(p in name for p in pats)), "other")
+
+    def moves(e):
+        return e.name.startswith("aten::") and e.name not in NO_TRAFFIC
+
+    nbytes = count = 0
+    for e in events:
+        if not moves(e) or any(moves(c) for c in e.cpu_children) or kind(e.name) in ("matrix products", "convolutions"):
+            continue
+        inputs = sum(math.prod(shape) * ITEM_BYTES.get(dtype, 0) for shape, dtype in zip(e.input_shapes, e.input_dtypes))
+        written = max(e.self_cpu_memory_usage, 0) + sum(max(c.self_cpu_memory_usage, 0) for c in e.cpu_children)
+        nbytes += inputs + written
+        count += 1
+    return nbytes, count
+
+
+def copy_rate(mbytes: int = 8, repeats: int = 20) -> float:
+    """The machine's bytes/s (read plus write) of a plain copy of `mbytes` MB: larger than a core's L2, as
+    most of the paths' activations are, at torch's current threads; median."""
+    a = torch.empty(mbytes * 2**18).normal_()
+    b = torch.empty_like(a)
+    return 2 * a.numel() * 4 / statistics.median(timed(lambda: b.copy_(a), repeats, warmup=2))
+
+
 def bench_profile(precisions=("fp32", "bf16")):
     """Each path once to warm up, then once under torch.profiler."""
     from torch.profiler import ProfilerActivity, profile
@@ -258,11 +301,14 @@ def bench_profile(precisions=("fp32", "bf16")):
 
     rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
     auto = resolve_precision("auto")
-    print(f"2048^3 matmul: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s; auto = {auto}\n")
+    bandwidth = copy_rate()
+    print(f"2048^3 matmul: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s; 8 MB copy "
+          f"{bandwidth / 1e9:.1f} GB/s; auto = {auto}\n")
     kinds = [k for k, _ in OPERATOR_KINDS] + ["other"]
     print("| path | precision | seconds | floor (s) | time / floor | its matmuls and convs alone (s) | time / "
-          "those | " + " | ".join(kinds) + " |")
-    print("|---|---|---|---|---|---|---|---|" + "---|" * len(kinds))
+          "those | " + " | ".join(kinds) + " | the rest: operators, GB moved | the rest's time / its bytes at the "
+          "copy rate | time / (matmuls and convs alone + the rest's bytes at the copy rate) |")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * (len(kinds) + 3))
 
     def random_model(preset):
         torch.manual_seed(0)
@@ -297,9 +343,14 @@ def bench_profile(precisions=("fp32", "bf16")):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t = timed(run, 1, warmup=0)[0]
         shares = operator_shares(prof.key_averages())
-        floor = work / rates[prec]
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True, profile_memory=True) as shapes:
+            run()  # a second, slower profile for the bytes: recording shapes and memory costs time itself
+        nbytes, count = other_traffic(shapes.events())
+        floor, moved = work / rates[prec], nbytes / bandwidth
+        rest = t * (1 - shares["matrix products"] - shares["convolutions"])  # from the plain profile's shares
         print(f"| {name} | {prec} | {t:.2f} | {floor:.2f} | {t / floor:.2f} | {dense:.2f} | {t / dense:.2f} | "
-              + " | ".join(f"{shares[k]:.0%}" for k in kinds) + " |")
+              + " | ".join(f"{shares[k]:.0%}" for k in kinds)
+              + f" | {count:,}, {nbytes / 1e9:.1f} | {rest / moved:.2f} | {t / (dense + moved):.2f} |")
 
 
 def main():

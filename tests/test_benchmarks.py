@@ -34,3 +34,23 @@ def test_profile_groups_operators_by_kind():
     assert abs(sum(shares.values()) - 1) < 1e-9
     assert shares["matrix products"] > 0.1 and shares["convolutions"] > 0.1
     assert shares["matrix products"] + shares["convolutions"] > 0.9  # nothing else ran
+
+
+def test_the_rest_of_a_path_counts_each_operator_s_bytes_once():
+    """Hand-counted: a softmax reads and writes its (256, 256) fp32 map; a cast to fp32 is one copy_ that
+    reads bf16 and writes fp32 (its parent _to_copy not counted again); an add reads two maps and writes
+    one; views and matrix products move nothing here."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.bench_lam import other_traffic
+
+    s, h, a, b = torch.randn(256, 256), torch.randn(100, 100, dtype=torch.bfloat16), torch.randn(64, 64), torch.randn(64, 64)
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True, profile_memory=True) as prof:
+        torch.softmax(s, -1)
+        h.float()
+        torch.add(a, b)
+        a.view(-1)
+        a @ b
+    nbytes, count = other_traffic(prof.events())
+    assert count == 3
+    assert nbytes == 2 * 256 * 256 * 4 + 100 * 100 * (2 + 4) + 3 * 64 * 64 * 4
