@@ -239,12 +239,16 @@ OPERATOR_KINDS = [
 ]
 
 
+def operator_kind(name: str) -> str:
+    """The OPERATOR_KINDS kind of an aten operator's name, or 'other'."""
+    return next((k for k, pats in OPERATOR_KINDS if any(p in name for p in pats)), "other")
+
+
 def operator_shares(events) -> dict[str, float]:
     """{kind: share of the total self time} of torch.profiler's key_averages(), with 'other' for the rest."""
     totals = dict.fromkeys([k for k, _ in OPERATOR_KINDS] + ["other"], 0.0)
     for e in events:
-        kind = next((k for k, pats in OPERATOR_KINDS if any(p in e.key for p in pats)), "other")
-        totals[kind] += e.self_cpu_time_total
+        totals[operator_kind(e.key)] += e.self_cpu_time_total
     whole = sum(totals.values()) or 1.0
     return {k: v / whole for k, v in totals.items()}
 
@@ -265,15 +269,13 @@ def other_traffic(events) -> tuple[float, int]:
     and convolutions: each operator that does work itself (none of its children does) reads its tensor
     inputs and writes what it and its children allocate; an in-place one (copy_, fill_) writes an input,
     counted once."""
-    def kind(name):
-        return next((k for k, pats in OPERATOR_KINDS if any(p in name for p in pats)), "other")
-
     def moves(e):
         return e.name.startswith("aten::") and e.name not in NO_TRAFFIC
 
     nbytes = count = 0
     for e in events:
-        if not moves(e) or any(moves(c) for c in e.cpu_children) or kind(e.name) in ("matrix products", "convolutions"):
+        products = operator_kind(e.name) in ("matrix products", "convolutions")
+        if products or not moves(e) or any(moves(c) for c in e.cpu_children):
             continue
         inputs = sum(math.prod(shape) * ITEM_BYTES.get(dtype, 0) for shape, dtype in zip(e.input_shapes, e.input_dtypes))
         written = max(e.self_cpu_memory_usage, 0) + sum(max(c.self_cpu_memory_usage, 0) for c in e.cpu_children)

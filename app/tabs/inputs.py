@@ -19,6 +19,7 @@ from gvtnet import GVTNet
 from gvtnet.faces import find_face
 from gvtnet.images import HR_SIZE, ImageError, center_square, degrade, open_image
 from gvtnet.inference import super_resolve, to_image, to_tensor
+from gvtnet.photo import MAX_FACE
 
 from ..state import MAX_IMAGE_BYTES, Session
 
@@ -28,10 +29,10 @@ MIN_INPUT_SIDE = 16  # px: smaller images hold no face worth restoring
 # Big photos are reduced to this side before the face is cropped: the face ends up 128 px anyway, and
 # detection and cropping stay fast. (open_image refuses files too large to decode safely.)
 WORK_SIDE = 1024
-# A real low-resolution face is restored as it is up to this side (the Photo tab restores faces up to it,
-# gvtnet.photo.MAX_FACE); a larger one is as detailed as the model's outputs, and is reduced to it, once
+# A real low-resolution face is restored as it is up to this side, the Photo tab's too (gvtnet.photo
+# restores faces up to it); a larger one is as detailed as the model's outputs, and is reduced to it, once
 # said, since every view's cost grows with the pixels (LAM on a 64 px face takes minutes on two cores).
-REAL_MAX_SIDE = 128
+REAL_MAX_SIDE = MAX_FACE
 SIMULATE, REAL = "simulate", "real"
 FACE, CENTRE = "face", "centre"
 P_CHOICES = {"model's own": None, "1": 1.0, "2": 2.0, "3": 3.0, "∞": math.inf}
