@@ -14,8 +14,11 @@ from conftest import ARTIFACTS, SLOW
 pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow]
 
 
-def open_page(browser, url):
+def open_page(browser, url, init_script: str | None = None):
+    """A fresh visitor's page, once the app has drawn; `init_script` runs before the app's own scripts."""
     page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    if init_script:
+        page.add_init_script(init_script)
     page.goto(url)
     page.get_by_text("GVTNet Explorer").first.wait_for(timeout=SLOW)
     return page
@@ -40,6 +43,16 @@ def pick_example(page, index: int) -> str:
     old = page.locator("#sr img").get_attribute("src") if page.locator("#sr img").count() else None
     page.locator("button.gallery-item").nth(index).click()
     return new_restoration(page, old)
+
+
+def restored(browser, url, tab: str | None = None):
+    """A fresh visitor's page with the first example restored and every view settled, on `tab` if given."""
+    page = open_page(browser, url)
+    pick_example(page, 0)
+    settle(page)
+    if tab:
+        page.get_by_role("tab", name=tab).click()
+    return page
 
 
 def test_restore_graph_and_lam(browser, app_url):
@@ -96,10 +109,7 @@ def test_two_visitors_keep_their_own_results(browser, app_url):
 
 
 def test_attention_tab_compares_models_and_follows_a_click(browser, app_url):
-    page = open_page(browser, app_url)
-    pick_example(page, 0)
-    settle(page)
-    page.get_by_role("tab", name="Attention").click()
+    page = restored(browser, app_url, "Attention")
     rollout = page.locator("#rollout .js-plotly-plot")
     rollout.wait_for(timeout=SLOW)
     for name in ("GVTNet", "GVTNet, graph off", "SwinIR"):  # one rollout each, and a line each over depth
@@ -180,10 +190,7 @@ def test_graph_face_click_selects_a_window(browser, app_url):
     import numpy as np
     from PIL import Image
 
-    page = open_page(browser, app_url)
-    pick_example(page, 0)
-    settle(page)
-    page.get_by_role("tab", name="Neighbour graph").click()
+    page = restored(browser, app_url, "Neighbour graph")
     face = page.locator("#graph-face img")
     caption = page.locator("#graph-caption")
     caption.get_by_text("window").first.wait_for(timeout=SLOW)

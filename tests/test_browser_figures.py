@@ -9,7 +9,7 @@ import urllib.request
 import numpy as np
 import pytest
 from PIL import Image
-from test_browser import image_point, open_page, pick_example, settle
+from test_browser import image_point, open_page, restored, settle
 
 from conftest import ARTIFACTS, ASSETS, SLOW
 
@@ -57,9 +57,7 @@ def nothing_drawn_over(page, selector: str) -> None:
 
 
 def test_other_models_box_is_hidden_at_x4_and_natural_size_at_x8(browser, app_url):
-    page = open_page(browser, app_url)
-    pick_example(page, 0)
-    settle(page)
+    page = restored(browser, app_url)
     assert not page.locator("#others").is_visible()  # x4 ships no other model: no empty box
     page.get_by_label("x8").check()
     page.locator("#others img").first.wait_for(timeout=SLOW)
@@ -75,10 +73,7 @@ def test_other_models_box_is_hidden_at_x4_and_natural_size_at_x8(browser, app_ur
 
 
 def test_tables_keep_every_word_and_number_whole(browser, app_url):
-    page = open_page(browser, app_url)
-    pick_example(page, 0)
-    settle(page)
-    page.get_by_role("tab", name="Neighbour graph").click()
+    page = restored(browser, app_url, "Neighbour graph")
     page.wait_for_function("() => { const t = document.querySelector('#graph-stats'); "
                            "return t && t.innerText.includes('density'); }", timeout=SLOW)
     settle(page)
@@ -105,10 +100,7 @@ def test_model_tab_lists_the_shipped_models(browser, app_url):
 
 
 def test_lam_picker_is_large_and_places_the_window_where_clicked(browser, app_url):
-    page = open_page(browser, app_url)
-    pick_example(page, 0)
-    settle(page)
-    page.get_by_role("tab", name="LAM").click()
+    page = restored(browser, app_url, "LAM")
     picker = page.locator("#lam-picker img")
     picker.wait_for(timeout=SLOW)
     settle(page)

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 from PIL import Image
+from test_browser import open_page
 
 from conftest import ARTIFACTS, SLOW
 
@@ -45,14 +46,6 @@ class ServerLog:
     def restores(self) -> list[str]:
         """The restore lines since the mark ("restore N: file, xS, mode, WxH input")."""
         return re.findall(r"restore \d+: (.*)", self.since())
-
-
-def open_page(browser, url):
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-    page.add_init_script(WATCH_TOASTS)
-    page.goto(url)
-    page.get_by_text("GVTNet Explorer").first.wait_for(timeout=SLOW)
-    return page
 
 
 def toasts(page) -> list[str]:
@@ -115,7 +108,7 @@ def test_a_new_users_tour(browser, app_url):
     """Every tab in the order a new user opens them, with the counts of restores and toasts of each action,
     and no previous face's figure, table or error left after a new face."""
     log = ServerLog(app_url)
-    page = open_page(browser, app_url)
+    page = open_page(browser, app_url, WATCH_TOASTS)
     shot(page, "0-loaded")
 
     # Actions that need a face, before one is chosen: one short message each, one log line, no traceback
@@ -234,7 +227,7 @@ def test_photo_tab_a_chosen_face_restores_once_at_its_own_size_and_boxes_can_be_
     from app.examples import GROUP, group_file
 
     log = ServerLog(app_url)
-    page = open_page(browser, app_url)
+    page = open_page(browser, app_url, WATCH_TOASTS)
     tab(page, "Photo")
     # the main input's limits: a 1x1 photo is refused with the same message
     tiny = tmp_path / "tiny.png"

@@ -151,15 +151,17 @@ def build(ctx: Context) -> None:
     found = gr.State([], time_to_live=SESSION_TTL_S)  # every face's box, numbered as on the boxed photo
     outputs = [boxes, notes, slider, gallery, download, faces, found, kept, added, chosen]
 
-    def shown(v: PhotoView) -> list:
+    def shown(path, scale, ensemble, preset, custom, progress, boxes=None) -> list:
+        """The outputs of the photo's faces restored (those found, or `boxes`), the face list reset to them."""
+        v = photo_view(path, scale, ensemble, preset, custom, lambda done, total: progress((done, total), desc="faces"),
+                       boxes=boxes)
         choices = [(f"{i}: {box}", i) for i, box in enumerate(v.found, 1)]
         return [*values(v), gr.update(choices=choices, value=[i for _, i in choices]), "", ""]
 
     def on_photo(path, scale, ensemble, preset, custom, progress=gr.Progress()):
         if path is None:  # the photo was cleared
             return None, "", None, [], None, [], [], gr.update(choices=[], value=[]), "", ""
-        return shown(photo_view(path, scale, ensemble, preset, custom,
-                                lambda done, total: progress((done, total), desc="faces")))
+        return shown(path, scale, ensemble, preset, custom, progress)
 
     def on_rebox(path, scale, ensemble, preset, custom, found_, kept_, added_, progress=gr.Progress()):
         if path is None:
@@ -167,8 +169,7 @@ def build(ctx: Context) -> None:
         chosen_boxes = [tuple(found_[i - 1]) for i in kept_ or [] if 0 < i <= len(found_)] + parse_boxes(added_ or "")
         if not chosen_boxes:
             raise UserError("No face left to restore: tick a face above or add a box.")
-        return shown(photo_view(path, scale, ensemble, preset, custom,
-                                lambda done, total: progress((done, total), desc="faces"), boxes=chosen_boxes))
+        return shown(path, scale, ensemble, preset, custom, progress, boxes=chosen_boxes)
 
     def on_choose(faces_, mode, crop, evt: gr.SelectData):
         # The face becomes the input of the left column, as it is (real mode, no crop), which restores it once
