@@ -291,9 +291,13 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(x)
         q, k, v = to_windows(qkv, self.window_size, self.layout, self.num_heads, parts=3)
         q = q * self.scale if self.scale != 1.0 else q  # the released graph layer does not scale
-        scores = q @ k.transpose(-2, -1) + self.bias(mask if self.kind == "S" else None, (h, w))
-        if adj is not None and adj.ndim == 4:
-            adj = adj.unsqueeze(1)  # one graph for every window
+        scores = q @ k.transpose(-2, -1)
+        # Under bf16 autocast the scores stay bf16: an fp32 bias or adjacency would promote them, and every
+        # pass over the largest tensor of the block (add, softmax, A, their backward) would move twice the
+        # bytes and end in a cast back to bf16 for attn @ v (10% of the app's LAM; docs/PERFORMANCE.md).
+        scores = scores + self.bias(mask if self.kind == "S" else None, (h, w)).to(scores.dtype)
+        if adj is not None:
+            adj = (adj.unsqueeze(1) if adj.ndim == 4 else adj).to(scores.dtype)  # 4 dims: one graph for every window
         if self.kind == "G" and self.adjacency_mode == "mask":
             scores = scores.masked_fill(adj == 0, float("-inf"))
         attn = torch.softmax(scores, dim=-1)
