@@ -125,17 +125,21 @@ def max_batch(model: torch.nn.Module, lr: torch.Tensor, parallel_models: int = 1
 
 
 def next_batch_size(timings: list[tuple[int, float]], remaining: int, cap: int, first: int = 4) -> int:
-    """Path points for the next batch, from (points, seconds) of the batches so far: `first` to begin, then
-    twice the last size while that keeps lowering the time per point (by 5% or more), else the size that
-    was fastest per point; never more than `cap` or the `remaining` points. Larger batches amortise each
-    operator's fixed cost, until their activations fall out of the caches: where that happens differs by
-    CPU and model, so it is measured on the batches the map needs anyway, not chosen in advance."""
-    if not timings:
+    """Path points for the next batch, from (points, seconds) of the batches so far: `first` for the first
+    two, then twice the last size while that keeps lowering the time per point (by 5% or more), else the
+    size that was fastest per point; never more than `cap` or the `remaining` points. The first batch is
+    a warm-up and is not compared: its one-time costs (fresh memory's page faults, kernel set-up) made
+    official-x4 run 10-30% slower a point, enough to make a doubling look better than it was. Larger
+    batches amortise each operator's fixed cost, until their activations fall out of the caches or grow
+    past what the allocator keeps (fresh pages on every batch): where that happens differs by CPU and
+    model, so it is measured on the batches the map needs anyway, not chosen in advance."""
+    warm = timings[1:]
+    if not warm:
         size = first
     else:
-        per_point = [t / n for n, t in timings]
-        grew = len(timings) == 1 or per_point[-1] < 0.95 * per_point[-2] and timings[-1][0] > timings[-2][0]
-        size = 2 * timings[-1][0] if grew else timings[min(range(len(timings)), key=per_point.__getitem__)][0]
+        per_point = [t / n for n, t in warm]
+        grew = len(warm) == 1 or per_point[-1] < 0.95 * per_point[-2] and warm[-1][0] > warm[-2][0]
+        size = 2 * warm[-1][0] if grew else warm[min(range(len(warm)), key=per_point.__getitem__)][0]
     return max(1, min(size, cap, remaining))
 
 
