@@ -94,7 +94,7 @@ def variants(img: Image.Image) -> dict[str, tuple[bytes, str]]:
     small.thumbnail((320, 320))
     rgba = small.convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize(small.size))
-    gray16 = Image.fromarray((np.asarray(small.convert("L"), np.uint16) * 257), "I;16")
+    gray16 = Image.fromarray(np.asarray(small.convert("L"), np.uint16) * 257)  # uint16: mode I;16
     frames = [small.rotate(a) for a in (0, 5, 10)]
     exif = Image.Exif()
     exif[0x0112] = 6  # rotated 90 degrees
