@@ -252,30 +252,32 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(ws), persistent=False)
         self.record: list | None = None  # set by `capture` to collect attention maps
-        # Set by `gvtnet.inference.freeze` on a snapshot whose weights never change: input size (h, w) ->
-        # bias + shift mask. Within one block the size fixes the mask (the block's shift is fixed).
-        self.frozen_biases: dict[tuple[int, int], torch.Tensor] | None = None
+        # Set by `gvtnet.inference.freeze` on a snapshot whose weights never change: (h, w, dtype) of the
+        # input and scores -> bias + shift mask. Within one block the size fixes the mask (its shift is fixed).
+        self.frozen_biases: dict[tuple[int, int, torch.dtype], torch.Tensor] | None = None
 
     def apply_graph_settings(self, cfg: GVTNetConfig) -> None:
         """Take the graph settings (GVTNet.GRAPH_FIELDS) of `cfg`; the weights stay."""
         self.adjacency_mode = cfg.adjacency_mode
         self.scale = (self.dim // self.num_heads) ** -0.5 if self.kind == "S" or cfg.graph_qk_scale else 1.0
 
-    def bias(self, mask: torch.Tensor | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Relative-position bias, (heads, n, n), plus a shift mask (nW, n, n) if given: (nW, heads, n, n).
-        On a frozen snapshot it is gathered once per input `size` (h, w) and kept: at one small face these
-        gathers and adds are a few percent of the forward pass. The kept tensors are never modified, and a
-        dict's get and set are atomic, so threads sharing the snapshot at once each read a complete entry.
+    def bias(self, mask: torch.Tensor | None = None, size: tuple[int, int] | None = None,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Relative-position bias, (heads, n, n), plus a shift mask (nW, n, n) if given: (nW, heads, n, n), in
+        `dtype` (the scores'). On a frozen snapshot it is gathered and cast once per input `size` (h, w) and
+        dtype, and kept: at one small face these gathers and adds are a few percent of the forward pass. The
+        kept tensors are never modified, and a dict's get and set are atomic, so threads sharing the snapshot
+        at once each read a complete entry.
         Adding the mask first is exact, as it holds only 0 and -inf."""
         table, kept = self.relative_position_bias_table, self.frozen_biases
         if kept is None or size is None:
-            return self._gather(table, mask)
-        bias = kept.get(size)
+            return self._gather(table, mask).to(dtype)
+        bias = kept.get((*size, dtype))
         if bias is None:
             if len(kept) >= 16:  # faces of many sizes (a photo): bounded, and the common sizes come back
                 kept.clear()
             with torch.no_grad(), torch.inference_mode(False):  # an ordinary tensor, usable with autograd
-                bias = kept[size] = self._gather(table, mask)
+                bias = kept[(*size, dtype)] = self._gather(table, mask).to(dtype)
         return bias
 
     def _gather(self, table: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -294,8 +296,9 @@ class WindowAttention(nn.Module):
         scores = q @ k.transpose(-2, -1)
         # Under bf16 autocast the scores stay bf16: an fp32 bias or adjacency would promote them, and every
         # pass over the largest tensor of the block (add, softmax, A, their backward) would move twice the
-        # bytes and end in a cast back to bf16 for attn @ v (10% of the app's LAM; docs/PERFORMANCE.md).
-        scores = scores + self.bias(mask if self.kind == "S" else None, (h, w)).to(scores.dtype)
+        # bytes and end in a cast back to bf16 for attn @ v (the app's x4 LAM ran 13% faster without those;
+        # docs/PERFORMANCE.md).
+        scores = scores + self.bias(mask if self.kind == "S" else None, (h, w), scores.dtype)
         if adj is not None:
             adj = (adj.unsqueeze(1) if adj.ndim == 4 else adj).to(scores.dtype)  # 4 dims: one graph for every window
         if self.kind == "G" and self.adjacency_mode == "mask":
