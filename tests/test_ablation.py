@@ -173,10 +173,13 @@ def test_step_against_a_hand_computation():
     assert "| 18.000 |" in lines["bicubic"]
     assert "| 3 of 4 | 23.667 (20.000-30.000) |" in lines[ROWS["swinir"].what]
     # per seed +0.4 and +0.6: mean 0.5, sd 0.1414, sem 0.1; t(0.975, 1) = 12.706
-    assert "| +0.500 [-0.771, +1.771] (2 seeds) |" in lines[ROWS["celeba-mean"].what]
+    assert "| +0.500 [-0.771, +1.771] (2 seeds; detects 1.408) |" in lines[ROWS["celeba-mean"].what]
     st = ablation.paired_step(ablation.seed_pairs(results, ROWS["celeba-mean"], ROWS["swinir"]))
     assert st.per_seed == pytest.approx([0.4, 0.6]) and st.detectable == pytest.approx((12.706 + 1.376) * 0.1, rel=1e-3)
     assert "(training)" in lines[ROWS["sparse"].what]
+    steps = ablation.steps_text(results).splitlines()
+    assert steps == ["rows 1 -> 2 (swinir -> celeba-mean), dB: +0.500 [-0.771, +1.771] (2 seeds; detects 1.408); "
+                     "per seed +0.400, +0.600; over faces [+0.500, +0.500]"]
 
 
 def test_evaluate_keys_scores_on_the_weights(tmp_path, celeba_test, monkeypatch):
