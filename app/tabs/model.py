@@ -42,7 +42,8 @@ def model_summary(model: GVTNet, source: str, others: dict | None = None) -> str
     for name, m in (others or {}).items():
         if name == NO_GRAPH:
             text += (f"\n\n**{name}**: the shipped GVTNet fine-tuned with its graph blocks run as Swin-type "
-                     "blocks (docs/ABLATION.md); Restore, Attention and LAM show it beside GVTNet.")
+                     "blocks: no adjacency, and with it the 1/sqrt(d) q scale, no doubled self-loop and shift masks "
+                     "(docs/ABLATION.md); Restore, Attention and LAM show it beside GVTNet.")
         else:
             text += (f"\n\n**Uploaded for comparison**: {describe_model(m)}. Restore and LAM show it beside "
                      "GVTNet; it has no graph layers, so the Neighbour graph and Attention tabs show GVTNet's.")
@@ -59,7 +60,7 @@ def ablation_summary() -> str:
 
 
 def ablation_figure() -> str | None:
-    """The light Table I as a picture (PSNR-Y against LAM's DI, a point per run), for the Model tab."""
+    """The decomposition as a picture (each step in PSNR-Y and in LAM's DI, per seed and seed-paired), for the Model tab."""
     if not ABLATION_RESULTS.is_file():
         return None
     buf = io.BytesIO()
