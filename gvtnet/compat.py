@@ -35,3 +35,20 @@ def spandrel_call(descriptor):
     arguments). Private (`_call_fn`) because spandrel's public call runs in inference mode, which LAM's
     gradients cannot pass: we call the network through this instead."""
     return descriptor._call_fn
+
+
+def pack_linear(weight: torch.Tensor) -> torch.Tensor | None:
+    """A bf16 (out, in) Linear weight reordered once into oneDNN's own layout, for `packed_linear`; None where
+    that does not apply (another dtype or device, or no oneDNN). F.linear reorders a bf16 weight on every
+    call: at one 16x16 face (256 rows) that was 15-35% of each linear layer's time (docs/PERFORMANCE.md).
+    Private (`torch.ops.mkldnn`, as torch.compile's CPU backend uses it): PyTorch has no public prepacked
+    linear. An opaque tensor: it cannot be copied or saved, only shared."""
+    if weight.dtype != torch.bfloat16 or weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return None
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """F.linear(x, weight, bias) with the weight as `pack_linear` made it: the same bits. x (..., in) bf16,
+    or fp32 under autocast, which F.linear would cast to bf16 first (as is done here); no gradient."""
+    return torch.ops.mkldnn._linear_pointwise(x.to(packed.dtype), packed, bias, "none", [], "")

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .compat import pack_linear
 from .images import opaque, open_image
-from .model import GVTNet, WindowAttention
+from .model import GVTNet, Projection, SeparableConv, WindowAttention
 
 # Self-ensembles as lists of (transpose, flip_h, flip_w). "d8": the eight flips/transposes of the dihedral
 # group (the paper's GVTNet+), for models trained on rotated faces. "flip": the face and its mirror image,
@@ -102,20 +103,26 @@ def freeze(model: GVTNet, precision: str = "fp32") -> GVTNet:
     """An inference snapshot of `model`, safe for any number of threads at once: a copy of its weights as
     they are now, in eval mode, without gradients, that nothing changes after it is made. It is as fast as
     the model can run: each block keeps its relative-position bias per input size, and at a `precision`
-    resolving to bf16 its Linear and Conv2d weights are stored in bf16 (under autocast the same output as
-    `model`'s, bit for bit, without rounding the weights again on every call: docs/PERFORMANCE.md).
+    resolving to bf16 its Linear and Conv2d weights are stored in bf16, and its linear layers' weights also
+    prepacked for oneDNN (under autocast the same output as `model`'s, bit for bit, without rounding or
+    reordering the weights again on every call: docs/PERFORMANCE.md).
     Later changes to `model` are not seen: freeze it again after changing its weights. A snapshot asked
     for its own precision is returned as it is."""
     precision = resolve_precision(precision, next(model.parameters()).device)
     if getattr(model, "frozen_precision", None) == precision:
         return model
+    # Packed weights cannot be copied (opaque oneDNN tensors): the copy packs its own.
+    unpacked = {id(m.packed_weight): None for m in model.modules() if getattr(m, "packed_weight", None) is not None}
     with torch.inference_mode(False):  # ordinary tensors, usable with autograd (LAM) as well
-        snapshot = copy.deepcopy(model).eval().requires_grad_(False)
-    for m in snapshot.modules():
-        if precision == "bf16" and isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
-            m.to(torch.bfloat16)
-        if isinstance(m, WindowAttention):
-            m.record, m.frozen_biases = None, {}
+        snapshot = copy.deepcopy(model, unpacked).eval().requires_grad_(False)
+        for m in snapshot.modules():
+            if precision == "bf16" and isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+                m.to(torch.bfloat16)
+            if isinstance(m, WindowAttention):
+                m.record, m.frozen_biases = None, {}
+        for m in snapshot.modules():
+            if isinstance(m, (Projection, SeparableConv)):
+                m.packed_weight = pack_linear(m.linear_weight())
     snapshot.frozen_precision = precision
     return snapshot
 

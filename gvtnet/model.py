@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .adjacency import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
+from .compat import packed_linear
 
 CELEBA_MEAN = (0.5430, 0.4217, 0.3605)  # the released GVTNet's input mean
 SWINIR_MEAN = (0.4488, 0.4371, 0.4040)  # SwinIR's (DIV2K) input mean
@@ -202,6 +203,16 @@ def relative_position_index(ws: int) -> torch.Tensor:
     return rel[..., 0] * (2 * ws - 1) + rel[..., 1]
 
 
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor | None) -> torch.Tensor:
+    """F.linear(x, weight, bias), through `packed` (the weight prepacked for oneDNN, which `gvtnet.freeze` keeps
+    on bf16 snapshots) where there is one and x takes no gradient: the same bits, faster (gvtnet.compat).
+    Only for contiguous x: F.linear sums a strided input in another order."""
+    if packed is None or (x.requires_grad and torch.is_grad_enabled()) or not x.is_contiguous() or \
+            (x.dtype != packed.dtype and not torch.is_autocast_enabled(x.device.type)):
+        return F.linear(x, weight, bias)
+    return packed_linear(x, packed, bias)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Modules
 
@@ -213,10 +224,14 @@ class SeparableConv(nn.Module):
         super().__init__()
         self.depthwise = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.pointwise = nn.Conv2d(dim, out_dim, 1)
+        self.register_buffer("packed_weight", None, persistent=False)  # set by gvtnet.freeze (bf16)
+
+    def linear_weight(self) -> torch.Tensor:
+        return self.pointwise.weight.flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.depthwise(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return F.linear(y, self.pointwise.weight.flatten(1), self.pointwise.bias)
+        return linear(y, self.linear_weight(), self.pointwise.bias, self.packed_weight)
 
     def flops(self, h: int, w: int) -> int:
         c, o = self.pointwise.in_channels, self.pointwise.out_channels
@@ -224,7 +239,17 @@ class SeparableConv(nn.Module):
 
 
 class Projection(nn.Linear):
-    """A Linear layer (Swin's q/k/v and output projection), with the FLOPs of a (B, H, W, C) map."""
+    """A Linear layer (Swin's q/k/v and output projection, the MLP's), with the FLOPs of a (B, H, W, C) map."""
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__(in_features, out_features)
+        self.register_buffer("packed_weight", None, persistent=False)  # set by gvtnet.freeze (bf16)
+
+    def linear_weight(self) -> torch.Tensor:
+        return self.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias, self.packed_weight)
 
     def flops(self, h: int, w: int) -> int:
         return 2 * h * w * self.in_features * self.out_features
@@ -317,13 +342,13 @@ class WindowAttention(nn.Module):
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+        self.fc1, self.act, self.fc2 = Projection(dim, hidden), nn.GELU(), Projection(hidden, dim)
 
     def forward(self, x):
         return self.fc2(self.act(self.fc1(x)))
 
     def flops(self, h: int, w: int) -> int:
-        return 2 * 2 * h * w * self.fc1.in_features * self.fc1.out_features
+        return self.fc1.flops(h, w) + self.fc2.flops(h, w)
 
 
 class DropPath(nn.Module):

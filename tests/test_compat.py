@@ -84,6 +84,27 @@ def test_spandrel_descriptors_still_have_the_private_call_fn():
         assert torch.equal(spandrel_call(descriptor)(descriptor.model, x).clamp(0, 1), descriptor(x))
 
 
+def test_onednn_prepacked_linear_still_exists_and_gives_f_linear_bits():
+    """gvtnet.compat.pack_linear / packed_linear use the private torch.ops.mkldnn ops that bf16 snapshots run
+    their linear layers through: they must still exist and give F.linear's bits at every row count."""
+    import torch
+    import torch.nn.functional as F
+
+    from gvtnet.compat import pack_linear, packed_linear
+
+    assert hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"), \
+        "torch.ops.mkldnn lost its prepacked linear: adapt gvtnet.compat.pack_linear"
+    torch.manual_seed(0)
+    weight, bias = (0.05 * torch.randn(72, 48)).bfloat16(), (0.05 * torch.randn(72)).bfloat16()
+    packed = pack_linear(weight)
+    assert packed is not None and pack_linear(weight.float()) is None  # bf16 only
+    for shape in ((1, 48), (37, 48), (2, 16, 16, 48), (3, 7, 5, 48)):
+        x = torch.randn(shape)
+        assert torch.equal(packed_linear(x.bfloat16(), packed, bias), F.linear(x.bfloat16(), weight, bias))
+        with torch.autocast("cpu", torch.bfloat16):  # an fp32 input is cast as autocast casts it
+            assert torch.equal(packed_linear(x, packed, None), F.linear(x, weight, None))
+
+
 # ----------------------------------------------------------------------------------------------------
 # app/compat.py
 

@@ -124,6 +124,35 @@ def test_a_bf16_snapshot_computes_what_autocast_does(model):
     assert x.grad is not None and not any(p.requires_grad for p in inner.parameters())
 
 
+def test_a_bf16_snapshot_runs_its_linear_layers_prepacked_and_still_takes_gradients(monkeypatch):
+    """Every q/k/v, projection and MLP layer of a bf16 snapshot runs through its oneDNN-packed weight (for
+    depthwise q/k/v too), unless its input needs a gradient (LAM); its variants share the packed weights."""
+    import gvtnet.model as model_module
+
+    calls = []
+    packed = model_module.packed_linear
+    monkeypatch.setattr(model_module, "packed_linear", lambda *a: calls.append(a[1]) or packed(*a))
+    for preset in ("light-x4", "official-x8"):  # plain and depthwise-separable q/k/v
+        torch.manual_seed(0)
+        model = gvtnet.build_model(preset, depths=(2,), embed_dim=24, num_heads=2).eval()
+        snapshot = freeze(model, "bf16")
+        layers = {id(m.packed_weight) for m in snapshot.modules() if getattr(m, "packed_weight", None) is not None}
+        assert len(layers) == 4 * 2  # four in each of the two blocks
+        lr = torch.rand(1, 3, 16, 16)
+        calls.clear()
+        out = super_resolve(snapshot, lr)
+        assert {id(p) for p in calls} == layers and len(calls) == len(layers)
+        assert torch.equal(out, uncached(model, lr, "bf16"))
+        calls.clear()
+        x = lr.clone().requires_grad_()
+        with torch.autocast("cpu", torch.bfloat16):
+            snapshot(x).float().sum().backward()
+        assert not calls and x.grad is not None and x.grad.abs().sum() > 0
+        other = snapshot.variant(threshold=0.5)  # copies modules, shares tensors: packed ones too
+        assert {id(m.packed_weight) for m in other.modules() if getattr(m, "packed_weight", None) is not None} == layers
+        assert torch.equal(super_resolve(freeze(snapshot, "fp32"), lr, precision="bf16"), out)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_snapshot_gathers_each_bias_once_per_size(monkeypatch, model, precision):
     """On a second call at a size seen before, no block gathers its bias again: the masked blocks' too.
