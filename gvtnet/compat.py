@@ -37,18 +37,34 @@ def spandrel_call(descriptor):
     return descriptor._call_fn
 
 
-def pack_linear(weight: torch.Tensor) -> torch.Tensor | None:
-    """A bf16 (out, in) Linear weight reordered once into oneDNN's own layout, for `packed_linear`; None where
-    that does not apply (another dtype or device, or no oneDNN). F.linear reorders a bf16 weight on every
-    call: at one 16x16 face (256 rows) that was 15-35% of each linear layer's time (docs/PERFORMANCE.md).
-    Private (`torch.ops.mkldnn`, as torch.compile's CPU backend uses it): PyTorch has no public prepacked
-    linear. An opaque tensor: it cannot be copied or saved, only shared."""
-    if weight.dtype != torch.bfloat16 or weight.device.type != "cpu" or not torch.backends.mkldnn.is_available():
-        return None
+
+# oneDNN's prepacked weights: the one private PyTorch API the package runs on (torch.compile's CPU backend
+# uses the same operators; PyTorch has no public prepacked layer). F.linear and F.conv2d reorder a bf16
+# weight into oneDNN's layout on every call: at one 16x16 face that reorder was a sixth of the face's time
+# (docs/PERFORMANCE.md). The packed tensors are opaque: they can be shared, never copied or saved.
+
+
+def pack_linear(weight: torch.Tensor) -> torch.Tensor:
+    """A bf16 (out, in) Linear weight in oneDNN's layout, for `packed_linear`."""
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
 
 
 def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """F.linear(x, weight, bias) with the weight as `pack_linear` made it: the same bits. x (..., in) bf16,
-    or fp32 under autocast, which F.linear would cast to bf16 first (as is done here); no gradient."""
+    """F.linear(x, weight, bias) with the weight as `pack_linear` made it: the same bits, for contiguous x
+    (..., in) in bf16, or in fp32 under autocast, which F.linear would cast to bf16 first (as is done here)."""
     return torch.ops.mkldnn._linear_pointwise(x.to(packed.dtype), packed, bias, "none", [], "")
+
+
+def pack_conv2d(conv: torch.nn.Conv2d, input_shape: torch.Size) -> torch.Tensor:
+    """A bf16 Conv2d's weight in the oneDNN layout its kernel takes for inputs of `input_shape` (N, C, H, W)
+    (packed for one shape, it ran up to 30x slower on others: hence one per shape)."""
+    return torch._C._nn.mkldnn_reorder_conv2d_weight(conv.weight.detach().to_mkldnn(), list(conv.padding),
+                                                      list(conv.stride), list(conv.dilation), conv.groups,
+                                                      list(input_shape))
+
+
+def packed_conv2d(x: torch.Tensor, packed: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
+    """conv(x) with the weight as `pack_conv2d` made it for x's shape: the same bits, for channels-last x."""
+    return torch.ops.mkldnn._convolution_pointwise(x.to(packed.dtype), packed, conv.bias, list(conv.padding),
+                                                    list(conv.stride), list(conv.dilation), conv.groups,
+                                                    "none", [], "")

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .compat import pack_linear
 from .images import opaque, open_image
-from .model import GVTNet, Projection, SeparableConv, WindowAttention
+from .model import GVTNet, WindowAttention, packed_caches
 
 # Self-ensembles as lists of (transpose, flip_h, flip_w). "d8": the eight flips/transposes of the dihedral
 # group (the paper's GVTNet+), for models trained on rotated faces. "flip": the face and its mirror image,
@@ -103,26 +102,26 @@ def freeze(model: GVTNet, precision: str = "fp32") -> GVTNet:
     """An inference snapshot of `model`, safe for any number of threads at once: a copy of its weights as
     they are now, in eval mode, without gradients, that nothing changes after it is made. It is as fast as
     the model can run: each block keeps its relative-position bias per input size, and at a `precision`
-    resolving to bf16 its Linear and Conv2d weights are stored in bf16, and its linear layers' weights also
-    prepacked for oneDNN (under autocast the same output as `model`'s, bit for bit, without rounding or
-    reordering the weights again on every call: docs/PERFORMANCE.md).
+    resolving to bf16 its Linear and Conv2d weights are stored in bf16, and packed for oneDNN as they are
+    first used (under autocast the same output as `model`'s, bit for bit, without rounding or reordering
+    the weights again on every call: docs/PERFORMANCE.md).
     Later changes to `model` are not seen: freeze it again after changing its weights. A snapshot asked
     for its own precision is returned as it is."""
     precision = resolve_precision(precision, next(model.parameters()).device)
     if getattr(model, "frozen_precision", None) == precision:
         return model
-    # Packed weights cannot be copied (opaque oneDNN tensors): the copy packs its own.
-    unpacked = {id(m.packed_weight): None for m in model.modules() if getattr(m, "packed_weight", None) is not None}
+    # Packed weights cannot be copied (opaque oneDNN tensors): a new snapshot packs its own.
+    unpacked = {id(packs): None for packs in packed_caches(model)}
     with torch.inference_mode(False):  # ordinary tensors, usable with autograd (LAM) as well
         snapshot = copy.deepcopy(model, unpacked).eval().requires_grad_(False)
-        for m in snapshot.modules():
-            if precision == "bf16" and isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
-                m.to(torch.bfloat16)
-            if isinstance(m, WindowAttention):
-                m.record, m.frozen_biases = None, {}
-        for m in snapshot.modules():
-            if isinstance(m, (Projection, SeparableConv)):
-                m.packed_weight = pack_linear(m.linear_weight())
+    pack = precision == "bf16" and torch.backends.mkldnn.is_available()
+    for m in snapshot.modules():
+        if precision == "bf16" and isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            m.to(torch.bfloat16)
+        if hasattr(m, "packed"):
+            m.packed = {} if pack else None
+        if isinstance(m, WindowAttention):
+            m.record, m.frozen_biases = None, {}
     snapshot.frozen_precision = precision
     return snapshot
 

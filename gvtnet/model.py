@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .adjacency import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
-from .compat import packed_linear
+from .compat import pack_conv2d, pack_linear, packed_conv2d, packed_linear
 
 CELEBA_MEAN = (0.5430, 0.4217, 0.3605)  # the released GVTNet's input mean
 SWINIR_MEAN = (0.4488, 0.4371, 0.4040)  # SwinIR's (DIV2K) input mean
@@ -203,14 +203,47 @@ def relative_position_index(ws: int) -> torch.Tensor:
     return rel[..., 0] * (2 * ws - 1) + rel[..., 1]
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: torch.Tensor | None) -> torch.Tensor:
-    """F.linear(x, weight, bias), through `packed` (the weight prepacked for oneDNN, which `gvtnet.freeze` keeps
-    on bf16 snapshots) where there is one and x takes no gradient: the same bits, faster (gvtnet.compat).
-    Only for contiguous x: F.linear sums a strided input in another order."""
-    if packed is None or (x.requires_grad and torch.is_grad_enabled()) or not x.is_contiguous() or \
-            (x.dtype != packed.dtype and not torch.is_autocast_enabled(x.device.type)):
+def runs_packed(x: torch.Tensor, packed: dict | None) -> bool:
+    """Whether a layer with `packed` weights (a dict, which `gvtnet.freeze` gives the layers of a bf16
+    snapshot) runs x through them: where x takes no gradient and is bf16, or fp32 under autocast."""
+    return packed is not None and not (x.requires_grad and torch.is_grad_enabled()) and \
+        (x.dtype == torch.bfloat16 or torch.is_autocast_enabled(x.device.type))
+
+
+def packed_caches(model: nn.Module) -> list[dict]:
+    """The dicts of packed weights of `model`'s layers (none unless it is a bf16 snapshot)."""
+    return [m.packed for m in model.modules() if getattr(m, "packed", None) is not None]
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, packed: dict | None) -> torch.Tensor:
+    """F.linear(x, weight, bias); on a bf16 snapshot through the weight packed once for oneDNN
+    (gvtnet.compat): the same bits, faster. Only for contiguous x: F.linear sums a strided input in another
+    order."""
+    if not (runs_packed(x, packed) and x.is_contiguous()):
         return F.linear(x, weight, bias)
-    return packed_linear(x, packed, bias)
+    w = packed.get("weight")
+    if w is None:
+        w = packed["weight"] = pack_linear(weight)
+    return packed_linear(x, w, bias)
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d that on a bf16 snapshot runs through its weight packed for oneDNN, once per input shape
+    (gvtnet.compat): the same bits as F.conv2d, for the channels-last maps the model passes it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.packed: dict | None = None  # set by gvtnet.freeze (bf16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (runs_packed(x, self.packed) and x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x)
+        w = self.packed.get(x.shape)
+        if w is None:
+            if len(self.packed) >= 16:  # faces of many sizes (a photo): bounded, as the biases are
+                self.packed.clear()
+            w = self.packed[x.shape] = pack_conv2d(self, x.shape)
+        return packed_conv2d(x, w, self)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -222,16 +255,13 @@ class SeparableConv(nn.Module):
 
     def __init__(self, dim: int, out_dim: int):
         super().__init__()
-        self.depthwise = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
-        self.pointwise = nn.Conv2d(dim, out_dim, 1)
-        self.register_buffer("packed_weight", None, persistent=False)  # set by gvtnet.freeze (bf16)
-
-    def linear_weight(self) -> torch.Tensor:
-        return self.pointwise.weight.flatten(1)
+        self.depthwise = Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.pointwise = nn.Conv2d(dim, out_dim, 1)  # its weights, run as a linear layer on (B, H, W, C)
+        self.packed: dict | None = None  # set by gvtnet.freeze (bf16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.depthwise(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
-        return linear(y, self.linear_weight(), self.pointwise.bias, self.packed_weight)
+        return linear(y, self.pointwise.weight.flatten(1), self.pointwise.bias, self.packed)
 
     def flops(self, h: int, w: int) -> int:
         c, o = self.pointwise.in_channels, self.pointwise.out_channels
@@ -243,13 +273,10 @@ class Projection(nn.Linear):
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__(in_features, out_features)
-        self.register_buffer("packed_weight", None, persistent=False)  # set by gvtnet.freeze (bf16)
-
-    def linear_weight(self) -> torch.Tensor:
-        return self.weight
+        self.packed: dict | None = None  # set by gvtnet.freeze (bf16)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias, self.packed_weight)
+        return linear(x, self.weight, self.bias, self.packed)
 
     def flops(self, h: int, w: int) -> int:
         return 2 * h * w * self.in_features * self.out_features
@@ -403,7 +430,7 @@ class Group(nn.Module):
         self.blocks = nn.ModuleList(
             Block(cfg, cfg.kind(b), cfg.shift(index, b), drop_path[b]) for b in range(len(drop_path))
         )
-        self.conv = nn.Conv2d(cfg.embed_dim, cfg.embed_dim, 3, padding=1)
+        self.conv = Conv2d(cfg.embed_dim, cfg.embed_dim, 3, padding=1)
         self.record: list | None = None  # set by `capture` to collect adjacencies
 
     def apply_graph_settings(self, cfg: GVTNetConfig) -> None:
@@ -458,14 +485,14 @@ class Upsampler(nn.Module):
         super().__init__()
         self.kind, self.scale, c = cfg.upsampler, cfg.upscale, cfg.embed_dim
         if self.kind == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(c, num_feat, 3, padding=1), nn.LeakyReLU())
+            self.conv_before_upsample = nn.Sequential(Conv2d(c, num_feat, 3, padding=1), nn.LeakyReLU())
             steps = []
             for _ in range(int(math.log2(self.scale))):
-                steps += [nn.Conv2d(num_feat, 4 * num_feat, 3, padding=1), nn.PixelShuffle(2)]
+                steps += [Conv2d(num_feat, 4 * num_feat, 3, padding=1), nn.PixelShuffle(2)]
             self.upsample = nn.Sequential(*steps)
-            self.conv_last = nn.Conv2d(num_feat, 3, 3, padding=1)
+            self.conv_last = Conv2d(num_feat, 3, 3, padding=1)
         else:
-            self.upsample = nn.Sequential(nn.Conv2d(c, 3 * self.scale**2, 3, padding=1), nn.PixelShuffle(self.scale))
+            self.upsample = nn.Sequential(Conv2d(c, 3 * self.scale**2, 3, padding=1), nn.PixelShuffle(self.scale))
 
     def forward(self, x):
         if self.kind == "pixelshuffle":
@@ -491,7 +518,7 @@ class GVTNet(nn.Module):
         self.cfg = cfg
         c = cfg.embed_dim
         self.register_buffer("mean", torch.tensor(cfg.rgb_mean).view(1, 3, 1, 1), persistent=False)
-        self.conv_first = nn.Conv2d(3, c, 3, padding=1)
+        self.conv_first = Conv2d(3, c, 3, padding=1)
         self.embed_norm = nn.LayerNorm(c)
         dpr = torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths), device="cpu").tolist()
         starts = [sum(cfg.depths[:g]) for g in range(len(cfg.depths))]
@@ -499,7 +526,7 @@ class GVTNet(nn.Module):
             Group(cfg, g, dpr[s : s + d]) for g, (s, d) in enumerate(zip(starts, cfg.depths))
         )
         self.norm = nn.LayerNorm(c)
-        self.conv_after_body = nn.Conv2d(c, c, 3, padding=1)
+        self.conv_after_body = Conv2d(c, c, 3, padding=1)
         self.upsampler = Upsampler(cfg)
         self.apply(self._init_weights)
         if cfg.bicubic_skip:  # start as plain bicubic and learn the residual from there
@@ -532,7 +559,7 @@ class GVTNet(nn.Module):
         changes = (settings.changes() if settings is not None else {}) | changes
         if set(changes) - set(self.GRAPH_FIELDS):
             raise ValueError(f"only {self.GRAPH_FIELDS} can change without retraining")
-        shared = {id(t): t for t in itertools.chain(self.parameters(), self.buffers())}
+        shared = {id(t): t for t in itertools.chain(self.parameters(), self.buffers(), packed_caches(self))}
         other = copy.deepcopy(self, shared)
         other.cfg = replace(self.cfg, **changes)
         for m in other.modules():

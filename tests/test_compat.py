@@ -84,25 +84,31 @@ def test_spandrel_descriptors_still_have_the_private_call_fn():
         assert torch.equal(spandrel_call(descriptor)(descriptor.model, x).clamp(0, 1), descriptor(x))
 
 
-def test_onednn_prepacked_linear_still_exists_and_gives_f_linear_bits():
-    """gvtnet.compat.pack_linear / packed_linear use the private torch.ops.mkldnn ops that bf16 snapshots run
-    their linear layers through: they must still exist and give F.linear's bits at every row count."""
+def test_onednn_packed_weights_still_exist_and_give_f_linear_and_conv2d_bits():
+    """gvtnet.compat's pack_* / packed_* use the private torch.ops.mkldnn operators that bf16 snapshots run
+    their layers through: they must still exist and give F.linear's and F.conv2d's bits."""
     import torch
     import torch.nn.functional as F
 
-    from gvtnet.compat import pack_linear, packed_linear
+    from gvtnet.compat import pack_conv2d, pack_linear, packed_conv2d, packed_linear
 
-    assert hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"), \
-        "torch.ops.mkldnn lost its prepacked linear: adapt gvtnet.compat.pack_linear"
     torch.manual_seed(0)
     weight, bias = (0.05 * torch.randn(72, 48)).bfloat16(), (0.05 * torch.randn(72)).bfloat16()
     packed = pack_linear(weight)
-    assert packed is not None and pack_linear(weight.float()) is None  # bf16 only
     for shape in ((1, 48), (37, 48), (2, 16, 16, 48), (3, 7, 5, 48)):
         x = torch.randn(shape)
         assert torch.equal(packed_linear(x.bfloat16(), packed, bias), F.linear(x.bfloat16(), weight, bias))
         with torch.autocast("cpu", torch.bfloat16):  # an fp32 input is cast as autocast casts it
             assert torch.equal(packed_linear(x, packed, None), F.linear(x, weight, None))
+    for cin, cout, groups, kernel in ((24, 24, 24, 3), (24, 40, 1, 3), (3, 24, 1, 3), (24, 12, 1, 1)):
+        conv = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, groups=groups).bfloat16()
+        conv = conv.to(memory_format=torch.channels_last).requires_grad_(False)
+        for shape in ((1, cin, 16, 16), (3, cin, 8, 24)):
+            x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+            expected = conv(x.bfloat16())
+            assert torch.equal(packed_conv2d(x.bfloat16(), pack_conv2d(conv, x.shape), conv), expected)
+            with torch.autocast("cpu", torch.bfloat16):
+                assert torch.equal(packed_conv2d(x, pack_conv2d(conv, x.shape), conv), expected)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import gvtnet
@@ -124,24 +125,31 @@ def test_a_bf16_snapshot_computes_what_autocast_does(model):
     assert x.grad is not None and not any(p.requires_grad for p in inner.parameters())
 
 
-def test_a_bf16_snapshot_runs_its_linear_layers_prepacked_and_still_takes_gradients(monkeypatch):
-    """Every q/k/v, projection and MLP layer of a bf16 snapshot runs through its oneDNN-packed weight (for
-    depthwise q/k/v too), unless its input needs a gradient (LAM); its variants share the packed weights."""
+def test_a_bf16_snapshot_runs_its_layers_prepacked_and_still_takes_gradients(monkeypatch):
+    """Every linear layer and convolution of a bf16 snapshot (depthwise q/k/v too) runs through weights
+    packed for oneDNN, once per layer (and per input size for a convolution), unless its input needs a
+    gradient (LAM); its variants share the packed weights."""
     import gvtnet.model as model_module
 
     calls = []
-    packed = model_module.packed_linear
-    monkeypatch.setattr(model_module, "packed_linear", lambda *a: calls.append(a[1]) or packed(*a))
+    for name in ("packed_linear", "packed_conv2d"):
+        op = getattr(model_module, name)
+        monkeypatch.setattr(model_module, name, lambda *a, op=op: calls.append(a[1]) or op(*a))
     for preset in ("light-x4", "official-x8"):  # plain and depthwise-separable q/k/v
         torch.manual_seed(0)
         model = gvtnet.build_model(preset, depths=(2,), embed_dim=24, num_heads=2).eval()
         snapshot = freeze(model, "bf16")
-        layers = {id(m.packed_weight) for m in snapshot.modules() if getattr(m, "packed_weight", None) is not None}
-        assert len(layers) == 4 * 2  # four in each of the two blocks
+        linears = [m for m in snapshot.modules() if getattr(m, "packed", None) is not None and not isinstance(m, nn.Conv2d)]
+        convs = [m for m in snapshot.modules() if isinstance(m, model_module.Conv2d)]
+        assert len(linears) == 4 * 2 and all(m.packed == {} for m in linears + convs)  # 4 in each of 2 blocks
         lr = torch.rand(1, 3, 16, 16)
-        calls.clear()
+        for size in ((16, 16), (16, 16), (24, 16)):
+            calls.clear()
+            out = super_resolve(snapshot, torch.rand(1, 3, *size))
+            assert len(calls) == len(linears) + len(convs)
+        assert all(len(m.packed) == 1 for m in linears) and all(len(m.packed) == 2 for m in convs)
+        assert len({id(w) for w in calls}) == len(calls)  # each layer its own
         out = super_resolve(snapshot, lr)
-        assert {id(p) for p in calls} == layers and len(calls) == len(layers)
         assert torch.equal(out, uncached(model, lr, "bf16"))
         calls.clear()
         x = lr.clone().requires_grad_()
@@ -149,7 +157,9 @@ def test_a_bf16_snapshot_runs_its_linear_layers_prepacked_and_still_takes_gradie
             snapshot(x).float().sum().backward()
         assert not calls and x.grad is not None and x.grad.abs().sum() > 0
         other = snapshot.variant(threshold=0.5)  # copies modules, shares tensors: packed ones too
-        assert {id(m.packed_weight) for m in other.modules() if getattr(m, "packed_weight", None) is not None} == layers
+        assert [id(m.packed) for m in other.modules() if getattr(m, "packed", None) is not None] == \
+            [id(m.packed) for m in snapshot.modules() if getattr(m, "packed", None) is not None]
+        assert torch.equal(super_resolve(other, lr), super_resolve(model.variant(threshold=0.5), lr, precision="bf16"))
         assert torch.equal(super_resolve(freeze(snapshot, "fp32"), lr, precision="bf16"), out)
 
 
