@@ -15,8 +15,9 @@ official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 
 fp32 against bf16, with the maps' correlation and the DIs, and each time against its floor (the work,
 model.flops x 3 x path points, over this machine's 2048^3 matmul rate at that precision), for each
 --batch. forward: official-x8 forward, the released code against ours in fp32, in bf16 autocast, and
-through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16; the same output as
-the plain model, without re-casting the weights every call), same weights, in turn, --faces faces a call; with
+through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16 and packed for oneDNN;
+the same output as the plain model, without re-casting or reordering the weights every call; and a bf16
+snapshot whose weights are not packed, for the packing's share), same weights, in turn, --faces faces a call; with
 --data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
 profile: where each path spends its time (torch.profiler, operators' self time grouped by kind) against
 its floor (the path's FLOPs over this machine's 2048^3 matmul rate at its precision) and against its
@@ -195,10 +196,15 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
 
             snapshots = {p: freeze(ours, p) for p in ("fp32", "bf16")}
             auto = resolve_precision("auto")
+            unpacked = freeze(ours, "bf16")
+            for m in unpacked.modules():
+                if hasattr(m, "packed"):
+                    m.packed = None  # as F.linear and F.conv2d take the weights: reordered on every call
             runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x),
                     "ours bf16 autocast": autocast_bf16,
                     "ours fp32, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["fp32"], x),
                     "ours bf16, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["bf16"], x),
+                    "ours bf16, frozen, weights not packed for oneDNN": lambda: super_resolve(unpacked, x),
                     f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x)}
             with torch.inference_mode():
                 ref = released(x).clamp(0, 1)

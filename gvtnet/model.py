@@ -203,6 +203,10 @@ def relative_position_index(ws: int) -> torch.Tensor:
     return rel[..., 0] * (2 * ws - 1) + rel[..., 1]
 
 
+# ----------------------------------------------------------------------------------------------------
+# Linear layers and convolutions, which on a bf16 snapshot run through weights packed for oneDNN
+
+
 def runs_packed(x: torch.Tensor, packed: dict | None) -> bool:
     """Whether a layer with `packed` weights (a dict, which `gvtnet.freeze` gives the layers of a bf16
     snapshot) runs x through them: where x takes no gradient and is bf16, or fp32 under autocast."""
