@@ -3,6 +3,7 @@ that each is still needed (or that the private API it uses still exists) and fai
 that it can be removed or adapted then."""
 from __future__ import annotations
 
+import functools
 import sys
 
 import torch
@@ -42,6 +43,20 @@ def spandrel_call(descriptor):
 # uses the same operators; PyTorch has no public prepacked layer). F.linear and F.conv2d reorder a bf16
 # weight into oneDNN's layout on every call: at one 16x16 face that reorder was a sixth of the face's time
 # (docs/PERFORMANCE.md). The packed tensors are opaque: they can be shared, never copied or saved.
+
+
+@functools.cache
+def packing_works() -> bool:
+    """Whether this CPU's oneDNN packs bf16 weights: it needs AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT, and
+    refuses elsewhere (an AVX2-only CPU); tried once, on a tiny layer of each kind."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        pack_linear(torch.zeros(8, 8, dtype=torch.bfloat16))
+        pack_conv2d(torch.nn.Conv2d(8, 8, 3, padding=1).bfloat16(), torch.Size((1, 8, 8, 8)))
+    except RuntimeError:
+        return False
+    return True
 
 
 def pack_linear(weight: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .compat import packing_works
 from .images import opaque, open_image
 from .model import GVTNet, WindowAttention, packed_caches
 
@@ -114,7 +115,7 @@ def freeze(model: GVTNet, precision: str = "fp32") -> GVTNet:
     unpacked = {id(packs): None for packs in packed_caches(model)}
     with torch.inference_mode(False):  # ordinary tensors, usable with autograd (LAM) as well
         snapshot = copy.deepcopy(model, unpacked).eval().requires_grad_(False)
-    pack = precision == "bf16" and torch.backends.mkldnn.is_available()
+    pack = precision == "bf16" and packing_works()
     for m in snapshot.modules():
         if precision == "bf16" and isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
             m.to(torch.bfloat16)

@@ -4,6 +4,7 @@ still exists, and fails once that is no longer so."""
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 
@@ -90,8 +91,14 @@ def test_onednn_packed_weights_still_exist_and_give_f_linear_and_conv2d_bits():
     import torch
     import torch.nn.functional as F
 
-    from gvtnet.compat import pack_conv2d, pack_linear, packed_conv2d, packed_linear
+    from gvtnet.compat import pack_conv2d, pack_linear, packed_conv2d, packed_linear, packing_works
 
+    assert hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise") \
+        and hasattr(torch.ops.mkldnn, "_convolution_pointwise"), "torch.ops.mkldnn changed: adapt gvtnet.compat"
+    if not packing_works():  # an AVX2-only CPU: oneDNN refuses bf16 packing, and snapshots do without it
+        with pytest.raises(RuntimeError, match="bf16 path needs"):
+            pack_linear(torch.zeros(8, 8, dtype=torch.bfloat16))
+        return
     torch.manual_seed(0)
     weight, bias = (0.05 * torch.randn(72, 48)).bfloat16(), (0.05 * torch.randn(72)).bfloat16()
     packed = pack_linear(weight)
@@ -109,6 +116,29 @@ def test_onednn_packed_weights_still_exist_and_give_f_linear_and_conv2d_bits():
             assert torch.equal(packed_conv2d(x.bfloat16(), pack_conv2d(conv, x.shape), conv), expected)
             with torch.autocast("cpu", torch.bfloat16):
                 assert torch.equal(packed_conv2d(x, pack_conv2d(conv, x.shape), conv), expected)
+
+
+def test_where_onednn_cannot_pack_bf16_a_bf16_snapshot_runs_unpacked():
+    """On a CPU without AVX-512 (emulated here by capping both kernel libraries to AVX2, in a fresh process)
+    oneDNN refuses to pack bf16 weights: a bf16 snapshot then keeps none and still computes what autocast
+    does, bit for bit."""
+    code = """
+import torch, gvtnet
+from gvtnet.compat import packing_works
+torch.manual_seed(0)
+model = gvtnet.build_model("official-x8", depths=(2,), embed_dim=24, num_heads=2).eval()
+snapshot = gvtnet.freeze(model, "bf16")
+lr = torch.rand(1, 3, 16, 16)
+with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+    expected = model(lr).float().clamp(0, 1)
+assert torch.backends.cpu.get_cpu_capability() == "AVX2" and not packing_works()
+assert all(getattr(m, "packed", None) is None for m in snapshot.modules())
+assert torch.equal(gvtnet.super_resolve(snapshot, lr), expected)
+print("ok")
+"""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
 
 
 # ----------------------------------------------------------------------------------------------------
