@@ -17,7 +17,8 @@ model.flops x 3 x path points, over this machine's 2048^3 matmul rate at that pr
 --batch. forward: official-x8 forward, the released code against ours in fp32, in bf16 autocast, and
 through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16 and packed for oneDNN;
 the same output as the plain model, without re-casting or reordering the weights every call; and a bf16
-snapshot whose weights are not packed, for the packing's share), same weights, in turn, --faces faces a call; with
+snapshot whose weights are not packed, for the packing's share; and the same network on 6 channels, whose
+arithmetic is small, for what its operators cost beyond it), same weights, in turn, --faces faces a call; with
 --data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
 profile: where each path spends its time (torch.profiler, operators' self time grouped by kind) against
 its floor (the path's FLOPs over this machine's 2048^3 matmul rate at its precision) and against its
@@ -31,6 +32,7 @@ Medians with the interquartile range.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import platform
 import statistics
@@ -206,6 +208,10 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                     "ours bf16, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["bf16"], x),
                     "ours bf16, frozen, weights not packed for oneDNN": lambda: super_resolve(unpacked, x),
                     f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x)}
+            # The same operators on 6 channels (the upsampler keeps its 64): what they cost beyond arithmetic.
+            narrow = "ours auto, frozen, the same network on 6 channels (other weights): its operators' fixed cost"
+            runs[narrow] = functools.partial(super_resolve, freeze(gvtnet.build_model(
+                "official-x8", embed_dim=6, num_heads=6).eval(), auto), x)
             with torch.inference_mode():
                 ref = released(x).clamp(0, 1)
                 diffs = {name: (run().float().clamp(0, 1) - ref).abs().max().item() for name, run in runs.items()}
@@ -213,7 +219,8 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
             for name in runs:
                 r = [a / b for a, b in zip(times[name], times["released"])]
                 print(f"| {name} | {batch} | {summary(times[name], 1000, 1)} | "
-                      f"{summary(r) if name != 'released' else ''} | {diffs[name]:.1e} |")
+                      f"{summary(r) if name != 'released' else ''} | "
+                      f"{f'{diffs[name]:.1e}' if name != narrow else 'other weights'} |")
     if data_dir:
         from gvtnet.data import image_files
         from gvtnet.images import center_square, degrade, open_image
