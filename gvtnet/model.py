@@ -209,9 +209,13 @@ def relative_position_index(ws: int) -> torch.Tensor:
 
 def runs_packed(x: torch.Tensor, packed: dict | None) -> bool:
     """Whether a layer with `packed` weights (a dict, which `gvtnet.freeze` gives the layers of a bf16
-    snapshot) runs x through them: where x takes no gradient and is bf16, or fp32 under autocast."""
-    return packed is not None and not (x.requires_grad and torch.is_grad_enabled()) and \
-        (x.dtype == torch.bfloat16 or torch.is_autocast_enabled(x.device.type))
+    snapshot) runs x through them: where x takes no gradient and is bf16, or is cast to bf16 by autocast."""
+    if packed is None or (x.requires_grad and torch.is_grad_enabled()):
+        return False
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device) == torch.bfloat16
+    return x.dtype == torch.bfloat16
 
 
 def packed_caches(model: nn.Module) -> list[dict]:

@@ -160,6 +160,9 @@ def test_a_bf16_snapshot_runs_its_layers_prepacked_and_still_takes_gradients(mon
         with torch.autocast("cpu", torch.bfloat16):
             snapshot(x).float().sum().backward()
         assert not calls and x.grad is not None and x.grad.abs().sum() > 0
+        with torch.no_grad(), torch.autocast("cpu", torch.float16):  # autocast to another dtype: unpacked
+            snapshot(lr)
+        assert not calls
         other = snapshot.variant(threshold=0.5)  # copies modules, shares tensors: packed ones too
         assert [id(m.packed) for m in other.modules() if getattr(m, "packed", None) is not None] == \
             [id(m.packed) for m in snapshot.modules() if getattr(m, "packed", None) is not None]
