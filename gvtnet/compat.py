@@ -38,10 +38,9 @@ def spandrel_call(descriptor):
     return descriptor._call_fn
 
 
-
 # oneDNN's prepacked weights: the one private PyTorch API the package runs on (torch.compile's CPU backend
 # uses the same operators; PyTorch has no public prepacked layer). F.linear and F.conv2d reorder a bf16
-# weight into oneDNN's layout on every call: at one 16x16 face that reorder was a sixth of the face's time
+# weight into oneDNN's layout on every call: at one 16x16 face that reorder was 6-15% of the face's time
 # (docs/PERFORMANCE.md). The packed tensors are opaque: they can be shared, never copied or saved.
 
 
@@ -72,7 +71,7 @@ def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | No
 
 def pack_conv2d(conv: torch.nn.Conv2d, input_shape: torch.Size) -> torch.Tensor:
     """A bf16 Conv2d's weight in the oneDNN layout its kernel takes for inputs of `input_shape` (N, C, H, W)
-    (packed for one shape, it ran up to 30x slower on others: hence one per shape)."""
+    (packed for one shape, it ran up to 32x slower on others: hence one per shape)."""
     return torch._C._nn.mkldnn_reorder_conv2d_weight(conv.weight.detach().to_mkldnn(), list(conv.padding),
                                                       list(conv.stride), list(conv.dilation), conv.groups,
                                                       list(input_shape))
