@@ -14,6 +14,7 @@ import copy
 import functools
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
@@ -207,6 +208,18 @@ def relative_position_index(ws: int) -> torch.Tensor:
 # Linear layers and convolutions, which on a bf16 snapshot run through weights packed for oneDNN
 
 
+def kept_entry(kept: dict, key, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """kept[key], made by `make()` the first time: what a snapshot keeps per input size (biases, packed
+    weights). At most 16 entries (faces of many sizes, a photo: bounded, and the common sizes come back).
+    A dict's get and set are atomic, so threads sharing a snapshot each read a complete entry."""
+    value = kept.get(key)
+    if value is None:
+        if len(kept) >= 16:
+            kept.clear()
+        value = kept[key] = make()
+    return value
+
+
 def runs_packed(x: torch.Tensor, packed: dict | None) -> bool:
     """Whether a layer with `packed` weights (a dict, which `gvtnet.freeze` gives the layers of a bf16
     snapshot) runs x through them: where x takes no gradient and is bf16, or is cast to bf16 by autocast."""
@@ -229,10 +242,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pac
     order."""
     if not (runs_packed(x, packed) and x.is_contiguous()):
         return F.linear(x, weight, bias)
-    w = packed.get("weight")
-    if w is None:
-        w = packed["weight"] = pack_linear(weight)
-    return packed_linear(x, w, bias)
+    return packed_linear(x, kept_entry(packed, "weight", lambda: pack_linear(weight)), bias)
 
 
 class Conv2d(nn.Conv2d):
@@ -246,12 +256,7 @@ class Conv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (runs_packed(x, self.packed) and x.is_contiguous(memory_format=torch.channels_last)):
             return super().forward(x)
-        w = self.packed.get(x.shape)
-        if w is None:
-            if len(self.packed) >= 16:  # faces of many sizes (a photo): bounded, as the biases are
-                self.packed.clear()
-            w = self.packed[x.shape] = pack_conv2d(self, x.shape)
-        return packed_conv2d(x, w, self)
+        return packed_conv2d(x, kept_entry(self.packed, x.shape, lambda: pack_conv2d(self, x.shape)), self)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -325,20 +330,17 @@ class WindowAttention(nn.Module):
              dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Relative-position bias, (heads, n, n), plus a shift mask (nW, n, n) if given: (nW, heads, n, n), in
         `dtype` (the scores'). On a frozen snapshot it is gathered and cast once per input `size` (h, w) and
-        dtype, and kept: at one small face these gathers and adds are a few percent of the forward pass. The
-        kept tensors are never modified, and a dict's get and set are atomic, so threads sharing the snapshot
-        at once each read a complete entry.
+        dtype, and kept (`kept_entry`): at one small face these gathers and adds are a few percent of the
+        forward pass. The kept tensors are never modified.
         Adding the mask first is exact, as it holds only 0 and -inf."""
         table, kept = self.relative_position_bias_table, self.frozen_biases
         if kept is None or size is None:
             return self._gather(table, mask).to(dtype)
-        bias = kept.get((*size, dtype))
-        if bias is None:
-            if len(kept) >= 16:  # faces of many sizes (a photo): bounded, and the common sizes come back
-                kept.clear()
+
+        def make():
             with torch.no_grad(), torch.inference_mode(False):  # an ordinary tensor, usable with autograd
-                bias = kept[(*size, dtype)] = self._gather(table, mask).to(dtype)
-        return bias
+                return self._gather(table, mask).to(dtype)
+        return kept_entry(kept, (*size, dtype), make)
 
     def _gather(self, table: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         n = self.window_size**2
