@@ -18,7 +18,9 @@ model.flops x 3 x path points, over this machine's 2048^3 matmul rate at that pr
 through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16 and packed for oneDNN;
 the same output as the plain model, without re-casting or reordering the weights every call; and a bf16
 snapshot whose weights are not packed, for the packing's share; and the same network on 6 channels, whose
-arithmetic is small, for what its operators cost beyond it), same weights, in turn, --faces faces a call; with
+arithmetic is small, for what its operators cost beyond it; and each network's matrix products and
+convolutions alone, which where `auto` is fp32 give the floor of these operators run eagerly), same weights, in
+turn, --faces faces a call; with
 --data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
 profile: where each path spends its time (torch.profiler, operators' self time grouped by kind) against
 its floor (the path's FLOPs over this machine's 2048^3 matmul rate at its precision) and against its
@@ -176,6 +178,7 @@ def bench_official(repeats: int, presets=("official-x4", "official-x8"), batches
 
 def bench_forward(released_file: str | None, repeats: int, data_dir: str | None, batches=(1,)):
     import gvtnet
+    from benchmarks.bench_models import dense_replay
     from gvtnet.inference import autocast, freeze, resolve_precision, super_resolve
     from gvtnet.weights import infer_config, released_to_ours
 
@@ -210,17 +213,34 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                     f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x)}
             # The same operators on 6 channels (the upsampler keeps its 64): what they cost beyond arithmetic.
             narrow = "ours auto, frozen, the same network on 6 channels (other weights): its operators' fixed cost"
-            runs[narrow] = functools.partial(super_resolve, freeze(gvtnet.build_model(
-                "official-x8", embed_dim=6, num_heads=6).eval(), auto), x)
+            narrow_model = gvtnet.build_model("official-x8", embed_dim=6, num_heads=6).eval()
+            runs[narrow] = functools.partial(super_resolve, freeze(narrow_model, auto), x)
+            # Each network's matrix products and convolutions alone, as F.linear, F.conv2d and matmul run them
+            # at `auto` (dense_replay, of the plain models: a snapshot's packed layers are not recorded): a floor
+            # for the arithmetic where auto is fp32. (A packed bf16 snapshot skips the weight reorder that these
+            # calls make, so in bf16 they are not a floor.)
+            dense = {"ours auto: its matrix products and convolutions alone": dense_replay(ours, x, auto)[0],
+                     "the 6-channel network: its matrix products and convolutions alone":
+                         dense_replay(narrow_model, x, auto)[0]}
+            runs |= dense
             with torch.inference_mode():
                 ref = released(x).clamp(0, 1)
-                diffs = {name: (run().float().clamp(0, 1) - ref).abs().max().item() for name, run in runs.items()}
+                diffs = {name: (run().float().clamp(0, 1) - ref).abs().max().item() for name, run in runs.items()
+                         if name not in dense}
                 times = interleaved(runs, repeats if batch == 1 else max(3, repeats // batch))
             for name in runs:
                 r = [a / b for a, b in zip(times[name], times["released"])]
+                diff = "other weights" if name == narrow else "" if name in dense else f"{diffs[name]:.1e}"
                 print(f"| {name} | {batch} | {summary(times[name], 1000, 1)} | "
-                      f"{summary(r) if name != 'released' else ''} | "
-                      f"{f'{diffs[name]:.1e}' if name != narrow else 'other weights'} |")
+                      f"{summary(r) if name != 'released' else ''} | {diff} |")
+            if auto == "fp32":
+                # Arithmetic at full width plus everything else at almost none: what an eager forward pass of
+                # these operators cannot go below (the norms, copies and element-wise work grow with width).
+                products, narrow_products = (times[k] for k in dense)
+                floor = [(p + q - s) / t for p, q, s, t in
+                         zip(products, times[narrow], narrow_products, times["released"])]
+                print(f"\nfp32 floor of these operators run eagerly (products alone + the 6-channel network "
+                      f"less its own products), over the released code's time: {summary(floor)}")
     if data_dir:
         from gvtnet.data import image_files
         from gvtnet.images import center_square, degrade, open_image
