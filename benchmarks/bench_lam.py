@@ -219,9 +219,9 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
             # at `auto` (dense_replay, of the plain models: a snapshot's packed layers are not recorded): a floor
             # for the arithmetic where auto is fp32. (A packed bf16 snapshot skips the weight reorder that these
             # calls make, so in bf16 they are not a floor.)
-            dense = {"ours auto: its matrix products and convolutions alone": dense_replay(ours, x, auto)[0],
-                     "the 6-channel network: its matrix products and convolutions alone":
-                         dense_replay(narrow_model, x, auto)[0]}
+            products = "ours auto: its matrix products and convolutions alone"
+            narrow_products = "the 6-channel network: its matrix products and convolutions alone"
+            dense = {products: dense_replay(ours, x, auto)[0], narrow_products: dense_replay(narrow_model, x, auto)[0]}
             runs |= dense
             with torch.inference_mode():
                 ref = released(x).clamp(0, 1)
@@ -236,9 +236,8 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
             if auto == "fp32":
                 # Arithmetic at full width plus everything else at almost none: what an eager forward pass of
                 # these operators cannot go below (the norms, copies and element-wise work grow with width).
-                products, narrow_products = (times[k] for k in dense)
                 floor = [(p + q - s) / t for p, q, s, t in
-                         zip(products, times[narrow], narrow_products, times["released"])]
+                         zip(*(times[k] for k in (products, narrow, narrow_products, "released")))]
                 print(f"\nfp32 floor of these operators run eagerly (products alone + the 6-channel network "
                       f"less its own products), over the released code's time: {summary(floor)}")
     if data_dir:

@@ -149,7 +149,7 @@ def test_a_bf16_snapshot_runs_its_layers_prepacked_and_still_takes_gradients(mon
         lr = torch.rand(1, 3, 16, 16)
         for size in ((16, 16), (16, 16), (24, 16)):
             calls.clear()
-            out = super_resolve(snapshot, torch.rand(1, 3, *size))
+            super_resolve(snapshot, torch.rand(1, 3, *size))
             assert len(calls) == len(linears) + len(convs)
         assert all(len(m.packed) == 1 for m in linears) and all(len(m.packed) == 2 for m in convs)
         assert len({id(w) for w in calls}) == len(calls)  # each layer its own
