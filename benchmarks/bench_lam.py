@@ -17,7 +17,8 @@ model.flops x 3 x path points, over this machine's 2048^3 matmul rate at that pr
 --batch. forward: official-x8 forward, the released code against ours in fp32, in bf16 autocast, and
 through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16 and packed for oneDNN;
 the same output as the plain model, without re-casting or reordering the weights every call; and a bf16
-snapshot whose weights are not packed, for the packing's share; and the same network on 6 channels, whose
+snapshot whose weights are not packed, for the packing's share; one at `auto` whose q/k/v rows keep the
+released code's interleaved heads, for the share of WindowAttention.group_heads; and the same network on 6 channels, whose
 arithmetic is small, for what its operators cost beyond it; and each network's matrix products and
 convolutions alone, which where `auto` is fp32 give the floor of these operators run eagerly), same weights, in
 turn, --faces faces a call; with
@@ -38,6 +39,7 @@ import functools
 import math
 import platform
 import statistics
+from unittest import mock
 
 import numpy as np
 import torch
@@ -180,6 +182,7 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
     import gvtnet
     from benchmarks.bench_models import dense_replay
     from gvtnet.inference import autocast, freeze, resolve_precision, super_resolve
+    from gvtnet.model import WindowAttention
     from gvtnet.weights import infer_config, released_to_ours
 
     if released_file:
@@ -192,6 +195,7 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
         state = released_to_ours(released.state_dict())
         ours = gvtnet.GVTNet(infer_config(state)).eval()
         ours.load_state_dict(state)
+        auto = resolve_precision("auto")
         for batch in batches:
             x = torch.rand(batch, 3, 16, 16)
 
@@ -200,17 +204,19 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                     return ours(x)
 
             snapshots = {p: freeze(ours, p) for p in ("fp32", "bf16")}
-            auto = resolve_precision("auto")
             unpacked = freeze(ours, "bf16")
             for m in unpacked.modules():
                 if hasattr(m, "packed"):
                     m.packed = None  # as F.linear and F.conv2d take the weights: reordered on every call
+            with mock.patch.object(WindowAttention, "group_heads", lambda self: None):
+                interleaved = freeze(ours, auto)  # q/k/v rows in the released order: group_heads' share
             runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x),
                     "ours bf16 autocast": autocast_bf16,
                     "ours fp32, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["fp32"], x),
                     "ours bf16, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["bf16"], x),
                     "ours bf16, frozen, weights not packed for oneDNN": lambda: super_resolve(unpacked, x),
-                    f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x)}
+                    f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x),
+                    "ours auto, frozen, q/k/v heads left interleaved": lambda: super_resolve(interleaved, x)}
             # The same operators on 6 channels (the upsampler keeps its 64): what they cost beyond arithmetic.
             narrow = "ours auto, frozen, the same network on 6 channels (other weights): its operators' fixed cost"
             narrow_model = gvtnet.build_model("official-x8", embed_dim=6, num_heads=6).eval()

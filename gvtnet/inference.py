@@ -102,7 +102,8 @@ def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.A
 def freeze(model: GVTNet, precision: str = "fp32") -> GVTNet:
     """An inference snapshot of `model`, safe for any number of threads at once: a copy of its weights as
     they are now, in eval mode, without gradients, that nothing changes after it is made. It is as fast as
-    the model can run: each block keeps its relative-position bias per input size, and at a `precision`
+    the model can run: each block keeps its relative-position bias per input size and its q/k/v rows
+    grouped by head (WindowAttention.group_heads: the same output; its state_dict is the model's), and at a `precision`
     resolving to bf16 its Linear and Conv2d weights are stored in bf16, and packed for oneDNN as they are
     first used (under autocast the same output as `model`'s, bit for bit, without rounding or reordering
     the weights again on every call: docs/PERFORMANCE.md).
@@ -123,6 +124,7 @@ def freeze(model: GVTNet, precision: str = "fp32") -> GVTNet:
             m.packed = {} if pack else None
         if isinstance(m, WindowAttention):
             m.record, m.frozen_biases = None, {}
+            m.group_heads()
     snapshot.frozen_precision = precision
     return snapshot
 

@@ -133,7 +133,8 @@ class GVTNetConfig:
 # Window geometry
 
 
-def to_windows(x: torch.Tensor, ws: int, layout: str, heads: int, parts: int = 1) -> torch.Tensor:
+def to_windows(x: torch.Tensor, ws: int, layout: str, heads: int, parts: int = 1,
+               heads_interleaved: bool | None = None) -> torch.Tensor:
     """(B, H, W, parts*C) -> (parts, B, nW, heads, ws*ws, C/heads), contiguous, in a single copy.
 
     'contiguous' (Swin): window k = (k // (W/ws), k % (W/ws)) holds ws x ws neighbouring pixels, token t
@@ -141,13 +142,16 @@ def to_windows(x: torch.Tensor, ws: int, layout: str, heads: int, parts: int = 1
     token t = (j, i) is grid block (j, i) of (H/ws) x (W/ws) pixels, window k = (h, w) takes the pixel at
     offset (h, w) inside every block, and heads are interleaved (channel j*heads + head), as the released
     code splits them; gathering them here is free, as the copy is made anyway.
+    heads_interleaved overrides the layout's own head order (a snapshot's q/k/v: WindowAttention.group_heads).
     """
     b, h, w, c = x.shape
     d = c // parts // heads
+    interleaved = layout == "strided" if heads_interleaved is None else heads_interleaved
+    channels, head, chan = ((d, heads), 7, 6) if interleaved else ((heads, d), 6, 7)
     if layout == "strided":
-        x = x.view(b, ws, h // ws, ws, w // ws, parts, d, heads).permute(5, 0, 2, 4, 7, 1, 3, 6)
+        x = x.view(b, ws, h // ws, ws, w // ws, parts, *channels).permute(5, 0, 2, 4, head, 1, 3, chan)
     else:
-        x = x.view(b, h // ws, ws, w // ws, ws, parts, heads, d).permute(5, 0, 1, 3, 6, 2, 4, 7)
+        x = x.view(b, h // ws, ws, w // ws, ws, parts, *channels).permute(5, 0, 1, 3, head, 2, 4, chan)
     return x.reshape(parts, b, (h // ws) * (w // ws), heads, ws * ws, d)
 
 
@@ -317,6 +321,7 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(ws), persistent=False)
         self.record: list | None = None  # set by `capture` to collect attention maps
+        self.heads_interleaved = self.layout == "strided"  # the q/k/v rows' head order (see group_heads)
         # Set by `gvtnet.inference.freeze` on a snapshot whose weights never change: (h, w, dtype) of the
         # input and scores -> bias + shift mask. Within one block the size fixes the mask (its shift is fixed).
         self.frozen_biases: dict[tuple[int, int, torch.dtype], torch.Tensor] | None = None
@@ -325,6 +330,23 @@ class WindowAttention(nn.Module):
         """Take the graph settings (GVTNet.GRAPH_FIELDS) of `cfg`; the weights stay."""
         self.adjacency_mode = cfg.adjacency_mode
         self.scale = (self.dim // self.num_heads) ** -0.5 if self.kind == "S" or cfg.graph_qk_scale else 1.0
+
+    def group_heads(self) -> None:
+        """Reorder the q/k/v layer's output rows, in place, so that each head's channels are consecutive
+        instead of interleaved (the strided layout's order): for a snapshot's own copy of the weights
+        (gvtnet.freeze). Each output channel is the same dot product as before, so the forward pass gives
+        the same bits, and the window copy of q/k/v moves runs of C/heads channels instead of single
+        ones (3% of an official-x8 face; docs/PERFORMANCE.md). The gradient to the input sums the rows in
+        another order (LAM's maps move by float error). state_dict() still gives the released order."""
+        if not self.heads_interleaved:
+            return
+        layer = self.qkv.pointwise if isinstance(self.qkv, SeparableConv) else self.qkv
+        rows = grouped_head_rows(self.dim, self.num_heads)
+        with torch.no_grad():
+            for p in (layer.weight, layer.bias):
+                p.copy_(p[rows])
+        self.heads_interleaved = False
+        self.register_state_dict_post_hook(_interleave_head_rows)
 
     def bias(self, mask: torch.Tensor | None = None, size: tuple[int, int] | None = None,
              dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -353,7 +375,7 @@ class WindowAttention(nn.Module):
         group and head (B, heads, n, n) or one per window (B, nW, heads, n, n)."""
         b, h, w, c = x.shape
         qkv = self.qkv(x)
-        q, k, v = to_windows(qkv, self.window_size, self.layout, self.num_heads, parts=3)
+        q, k, v = to_windows(qkv, self.window_size, self.layout, self.num_heads, 3, self.heads_interleaved)
         q = q * self.scale if self.scale != 1.0 else q  # the released graph layer does not scale
         scores = q @ k.transpose(-2, -1)
         # Under bf16 autocast the scores stay bf16: an fp32 bias or adjacency would promote them, and every
@@ -374,6 +396,21 @@ class WindowAttention(nn.Module):
     def flops(self, h: int, w: int) -> int:
         attn = 2 * 2 * h * w * self.window_size**2 * self.dim  # q k^T and attn v
         return self.qkv.flops(h, w) + attn + self.proj.flops(h, w)
+
+
+def grouped_head_rows(dim: int, heads: int) -> torch.Tensor:
+    """(3*dim,) order of q/k/v rows that takes interleaved heads (row j*heads + h of each part) to
+    consecutive ones (row h*d + j), d = dim / heads: rows_grouped = rows[order]."""
+    return torch.arange(3 * dim).view(3, dim // heads, heads).transpose(1, 2).flatten()
+
+
+def _interleave_head_rows(attn: WindowAttention, state: dict, prefix: str, _metadata) -> None:
+    """state_dict hook of a WindowAttention whose q/k/v rows `group_heads` reordered: the saved weights
+    keep the released (interleaved) order."""
+    name = prefix + ("qkv.pointwise." if isinstance(attn.qkv, SeparableConv) else "qkv.")
+    back = torch.argsort(grouped_head_rows(attn.dim, attn.num_heads))
+    for key in (name + "weight", name + "bias"):
+        state[key] = state[key][back]
 
 
 class Mlp(nn.Module):

@@ -170,6 +170,21 @@ def test_a_bf16_snapshot_runs_its_layers_prepacked_and_still_takes_gradients(mon
         assert torch.equal(super_resolve(freeze(snapshot, "fp32"), lr, precision="bf16"), out)
 
 
+def test_a_snapshot_groups_its_heads_and_keeps_the_models_state_dict(model, tmp_path):
+    """A snapshot's q/k/v rows hold each head's channels together (for a faster window copy), with the
+    same output to the bit; what it saves is the model's weights, in their own order."""
+    snapshot = freeze(model)
+    attns = [m for m in snapshot.modules() if isinstance(m, WindowAttention)]
+    assert attns and not any(m.heads_interleaved for m in attns)
+    first = model.layers[0].blocks[0].attn.qkv.pointwise
+    assert not torch.equal(attns[0].qkv.pointwise.weight, first.weight)  # reordered, not a copy
+    lr = torch.rand(1, 3, 24, 24)
+    assert torch.equal(super_resolve(snapshot, lr), uncached(model, lr))
+    gvtnet.save_model(snapshot, tmp_path / "snapshot.safetensors")
+    saved, own = gvtnet.load_model(tmp_path / "snapshot.safetensors").state_dict(), model.state_dict()
+    assert saved.keys() == own.keys() and all(torch.equal(saved[k], own[k]) for k in own)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_snapshot_gathers_each_bias_once_per_size(monkeypatch, model, precision):
     """On a second call at a size seen before, no block gathers its bias again: the masked blocks' too.

@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import gvtnet
 from conftest import perturbed
 from gvtnet.adjacency import chebyshev_distance
-from gvtnet.model import GraphSettings, GVTNet, GVTNetConfig, cyclic_shift, shift_mask
+from gvtnet.model import GraphSettings, GVTNet, GVTNetConfig, cyclic_shift, shift_mask, to_windows
 from gvtnet.weights import infer_config, released_to_ours
 
 GRAPH_SETTINGS = [f.name for f in fields(GraphSettings)]
@@ -47,6 +47,21 @@ def test_fused_path_equals_captured_path(fixtures_dir):
         with gvtnet.capture(model):
             captured = model(io["input"])
     assert torch.allclose(plain, captured, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["strided", "contiguous"])
+def test_windows_take_heads_in_either_channel_order(layout):
+    """to_windows gives head h of part p the channels p*C + j*heads + h (interleaved: the strided layout's
+    own order) or p*C + h*d + j (consecutive: contiguous's, and a snapshot's q/k/v), at the same pixels."""
+    c, heads, d = 12, 3, 4
+    channel = torch.arange(3.0 * c).expand(1, 16, 16, 3 * c).contiguous()
+    pixel = torch.arange(256.0).view(1, 16, 16, 1).expand(1, 16, 16, 3 * c).contiguous()
+    part, head, j = torch.meshgrid(torch.arange(3), torch.arange(heads), torch.arange(d), indexing="ij")
+    for interleaved in (True, False):
+        got = to_windows(channel, 8, layout, heads, 3, interleaved)  # (3, B, nW, heads, n, d)
+        want = part * c + (j * heads + head if interleaved else head * d + j)
+        assert torch.equal(got, want[:, None, None, :, None, :].float().expand_as(got))
+        assert torch.equal(to_windows(pixel, 8, layout, heads, 3, interleaved), to_windows(pixel, 8, layout, heads, 3))
 
 
 def test_shift_mask_matches_released_buffer(fixtures_dir):
