@@ -53,15 +53,17 @@ def window_gradient(y: torch.Tensor, row: int, col: int, window: int) -> torch.T
     and over the window rows [row, row + window) x cols [col, col + window), truncated at the image edges
     (a negative row or col starts the window at 0). A window wholly outside the (H-1, W-1) gradient grid
     raises ValueError: its map would be all zero."""
-    dh = (y[:, :, :-1, :] - y[:, :, 1:, :]) ** 2
-    dw = (y[:, :, :, :-1] - y[:, :, :, 1:]) ** 2
-    g = torch.sqrt(dh[:, :, :, :-1] + dw[:, :, :-1, :])  # (B, C, H-1, W-1)
-    r0, r1 = max(row, 0), min(row + window, g.shape[-2])
-    c0, c1 = max(col, 0), min(col + window, g.shape[-1])
+    r0, r1 = max(row, 0), min(row + window, y.shape[-2] - 1)  # on the (H-1, W-1) gradient grid
+    c0, c1 = max(col, 0), min(col + window, y.shape[-1] - 1)
     if r0 >= r1 or c0 >= c1:
         raise ValueError(f"the {window} px window at ({row}, {col}) lies outside the {y.shape[-2]}x{y.shape[-1]} "
                          "SR image")
-    return g[:, :, r0:r1, c0:c1].sum(dim=(1, 2, 3))
+    # Only the window and its next row and column: the same values, and LAM's backward pass then
+    # fills and adds window-sized gradients, not image-sized ones.
+    y = y[:, :, r0 : r1 + 1, c0 : c1 + 1]
+    dh = (y[:, :, :-1, :] - y[:, :, 1:, :]) ** 2
+    dw = (y[:, :, :, :-1] - y[:, :, :, 1:]) ** 2
+    return torch.sqrt(dh[:, :, :, :-1] + dw[:, :, :-1, :]).sum(dim=(1, 2, 3))
 
 
 def gaussian_kernel(sigma: float, size: int) -> torch.Tensor:
