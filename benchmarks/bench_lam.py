@@ -209,14 +209,14 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                 if hasattr(m, "packed"):
                     m.packed = None  # as F.linear and F.conv2d take the weights: reordered on every call
             with mock.patch.object(WindowAttention, "group_heads", lambda self: None):
-                interleaved = freeze(ours, auto)  # q/k/v rows in the released order: group_heads' share
+                released_heads = freeze(ours, auto)  # q/k/v rows in the released order: group_heads' share
             runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x),
                     "ours bf16 autocast": autocast_bf16,
                     "ours fp32, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["fp32"], x),
                     "ours bf16, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["bf16"], x),
                     "ours bf16, frozen, weights not packed for oneDNN": lambda: super_resolve(unpacked, x),
                     f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x),
-                    "ours auto, frozen, q/k/v heads left interleaved": lambda: super_resolve(interleaved, x)}
+                    "ours auto, frozen, q/k/v heads left interleaved": lambda: super_resolve(released_heads, x)}
             # The same operators on 6 channels (the upsampler keeps its 64): what they cost beyond arithmetic.
             narrow = "ours auto, frozen, the same network on 6 channels (other weights): its operators' fixed cost"
             narrow_model = gvtnet.build_model("official-x8", embed_dim=6, num_heads=6).eval()
