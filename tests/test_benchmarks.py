@@ -54,3 +54,20 @@ def test_the_rest_of_a_path_counts_each_operator_s_bytes_once():
     nbytes, count = other_traffic(prof.events())
     assert count == 3
     assert nbytes == 2 * 256 * 256 * 4 + 100 * 100 * (2 + 4) + 3 * 64 * 64 * 4
+
+
+def test_interleaved_rounds_give_every_run_every_place():
+    """bench_lam's rounds rotate the order, so that no run is always timed after the same one (a run's place
+    in the order moved its time by a few percent); each run's times are one per round."""
+    from collections import Counter
+
+    from benchmarks.bench_lam import interleaved
+
+    calls = []
+    runs = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    times = interleaved(runs, 6)
+    rounds = [calls[3 + 3 * r: 6 + 3 * r] for r in range(6)]  # after one warm-up of each
+    assert calls[:3] == list("abc") and all(sorted(r) == list("abc") for r in rounds)
+    places = Counter((r.index(name), name) for r in rounds for name in r)
+    assert places == Counter({(place, name): 2 for place in range(3) for name in "abc"})
+    assert all(len(t) == 6 for t in times.values())
