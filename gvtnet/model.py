@@ -336,7 +336,7 @@ class WindowAttention(nn.Module):
         instead of interleaved (the strided layout's order): for a snapshot's own copy of the weights
         (gvtnet.freeze). Each output channel is the same dot product as before, so the forward pass gives
         the same bits, and the window copy of q/k/v moves runs of C/heads channels instead of single
-        ones (3% of an official-x8 face; docs/PERFORMANCE.md). The gradient to the input sums the rows in
+        ones (about 2% of an official-x8 face; docs/PERFORMANCE.md). The gradient to the input sums the rows in
         another order (LAM's maps move by float error). state_dict() still gives the released order."""
         if not self.heads_interleaved:
             return
