@@ -340,13 +340,17 @@ class WindowAttention(nn.Module):
         another order (LAM's maps move by float error). state_dict() still gives the released order."""
         if not self.heads_interleaved:
             return
-        layer = self.qkv.pointwise if isinstance(self.qkv, SeparableConv) else self.qkv
+        _, layer = self.qkv_rows_layer()
         rows = grouped_head_rows(self.dim, self.num_heads)
         with torch.no_grad():
             for p in (layer.weight, layer.bias):
                 p.copy_(p[rows])
         self.heads_interleaved = False
         self.register_state_dict_post_hook(_interleave_head_rows)
+
+    def qkv_rows_layer(self) -> tuple[str, nn.Module]:
+        """The layer whose output rows are q, k and v, and its name under this module."""
+        return ("qkv.pointwise", self.qkv.pointwise) if isinstance(self.qkv, SeparableConv) else ("qkv", self.qkv)
 
     def bias(self, mask: torch.Tensor | None = None, size: tuple[int, int] | None = None,
              dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -407,9 +411,9 @@ def grouped_head_rows(dim: int, heads: int) -> torch.Tensor:
 def _interleave_head_rows(attn: WindowAttention, state: dict, prefix: str, _metadata) -> None:
     """state_dict hook of a WindowAttention whose q/k/v rows `group_heads` reordered: the saved weights
     keep the released (interleaved) order."""
-    name = prefix + ("qkv.pointwise." if isinstance(attn.qkv, SeparableConv) else "qkv.")
+    name, _ = attn.qkv_rows_layer()
     back = torch.argsort(grouped_head_rows(attn.dim, attn.num_heads))
-    for key in (name + "weight", name + "bias"):
+    for key in (f"{prefix}{name}.weight", f"{prefix}{name}.bias"):
         state[key] = state[key][back]
 
 
