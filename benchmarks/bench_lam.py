@@ -10,7 +10,8 @@ app: the LAM tab's work, GVTNet and SwinIR light on one window of the astronaut'
 before (one model after the other, 25 path points a batch, fp32, one torch thread) and as candidates
 (both models side by side in two threads of one torch thread each, or one after the other on two
 threads; the app's points a batch or 50; fp32 or bf16), called in turn, so ratios are taken within one run;
-the bf16 ones only where `auto` is bf16 (elsewhere bf16 is emulated and only slow).
+the bf16 ones only where `auto` is bf16 (elsewhere bf16 is emulated and only slow). Where `auto` is fp32,
+also each model's LAM alone on one thread against the floor of its operators run eagerly (`lam_floor`).
 official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 (x8) face, two threads,
 fp32 against bf16, with the maps' correlation and the DIs, and each time against its floor (the work,
 model.flops x 3 x path points, over this machine's 2048^3 matmul rate at that precision), for each
@@ -20,7 +21,7 @@ the same output as the plain model, without re-casting or reordering the weights
 snapshot whose weights are not packed, for the packing's share; one at `auto` whose q/k/v rows keep the
 released code's interleaved heads, for the share of WindowAttention.group_heads; and the same network on 6 channels, whose
 arithmetic is small, for what its operators cost beyond it; and each network's matrix products and
-convolutions alone, which where `auto` is fp32 give the floor of these operators run eagerly), same weights, in
+convolutions alone, which give the floor of these operators run eagerly), same weights, in
 turn, --faces faces a call; with
 --data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
 profile: where each path spends its time (torch.profiler, operators' self time grouped by kind) against
@@ -35,6 +36,7 @@ Medians with the interquartile range.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import math
 import platform
@@ -47,6 +49,8 @@ from PIL import Image
 from skimage import data
 
 from benchmarks.timing import summary, timed
+from gvtnet import GVTNet, GVTNetConfig
+from gvtnet.presets import preset_config
 
 
 def machine() -> str:
@@ -94,6 +98,7 @@ def bench_app(repeats: int, scales=(4, 8)):
 
     print("| scale | schedule | seconds | speed-up over before (per round) | DI GVTNet | DI SwinIR |")
     print("|---|---|---|---|---|---|")
+    floors = {}
     for scale in scales:
         models = {"GVTNet": load_model(f"assets/gvtnet-light-x{scale}.safetensors"),
                   "SwinIR": load_model(f"assets/swinir-light-x{scale}.safetensors")}
@@ -127,7 +132,49 @@ def bench_app(repeats: int, scales=(4, 8)):
             d = dis[name]
             print(f"| x{scale} | {name} | {summary(times[name])} | {ratio(times, 'before', name)} | "
                   f"{d['GVTNet']:.3f} | {d['SwinIR']:.3f} |")
+        if resolve_precision("auto") == "fp32":
+            floors[scale] = {name: lam_floor(m, lr, row, col, LAM_BATCH, repeats) for name, m in models.items()}
     torch.set_num_threads(2)
+    if floors:
+        print("\nEach model's LAM alone on one thread (the app's points a batch, fp32) against the floor of its "
+              "operators run eagerly: its matrix products and convolutions alone, forward and backward, plus the "
+              "same network on one channel a head (other weights) less its own products (seconds):\n")
+        print("| scale | model | LAM | products alone | narrow network | its products alone | floor | LAM / floor |")
+        print("|---|---|---|---|---|---|---|---|")
+        for scale, by_model in floors.items():
+            for name, t in by_model.items():
+                floor = [p + n - q for p, n, q in zip(t["products"], t["narrow"], t["narrow products"])]
+                print(f"| x{scale} | {name} | " + " | ".join(summary(v) for v in t.values()) +
+                      f" | {summary(floor)} | {summary([a / f for a, f in zip(t['LAM'], floor)])} |")
+
+
+def random_model(cfg: GVTNetConfig) -> GVTNet:
+    """Random weights, with an output that depends on the body (an untrained light model's upsampler is zero:
+    it would be exact bicubic, see tests/test_lam.py)."""
+    torch.manual_seed(0)
+    model = GVTNet(cfg).eval()
+    for p in model.upsampler.parameters():
+        p.data.normal_(0, 0.02)
+    return model
+
+
+def lam_floor(model: GVTNet, lr: torch.Tensor, row: int, col: int, batch: int, repeats: int) -> dict[str, list[float]]:
+    """LAM of `model` (fp32, one thread) against what these operators run eagerly cannot go below: its matrix
+    products and convolutions alone, as the forward and backward passes dispatch them (`record_dense`), plus
+    the same network on one channel a head, whose arithmetic is small but whose operators, scores (their
+    size is set by heads and windows, not channels), softmax and graph are all there, less its own products.
+    Norms, GELU and copies at full width count as free: a floor, not an estimate. Times of each, in turn."""
+    from analysis import lam
+    from benchmarks.bench_models import record_dense
+    from gvtnet.inference import freeze
+
+    torch.set_num_threads(1)
+    narrow = random_model(dataclasses.replace(model.cfg, embed_dim=model.cfg.num_heads))
+    runs = {name: functools.partial(lam.local_attribution_map, freeze(m, "fp32"), lr, row, col, batch_size=batch,
+                                    precision="fp32") for name, m in (("LAM", model), ("narrow", narrow))}
+    runs = {"LAM": runs["LAM"], "products": record_dense(runs["LAM"])[0],
+            "narrow": runs["narrow"], "narrow products": record_dense(runs["narrow"])[0]}
+    return interleaved(runs, repeats)
 
 
 def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -223,15 +270,14 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                     "ours auto, frozen, q/k/v heads left interleaved": lambda: super_resolve(released_heads, x)}
             # The same operators on 6 channels (the upsampler keeps its 64): what they cost beyond arithmetic.
             narrow = "ours auto, frozen, the same network on 6 channels (other weights): its operators' fixed cost"
-            narrow_model = gvtnet.build_model("official-x8", embed_dim=6, num_heads=6).eval()
-            runs[narrow] = functools.partial(super_resolve, freeze(narrow_model, auto), x)
-            # Each network's matrix products and convolutions alone, as F.linear, F.conv2d and matmul run them
-            # at `auto` (dense_replay, of the plain models: a snapshot's packed layers are not recorded): a floor
-            # for the arithmetic where auto is fp32. (A packed bf16 snapshot skips the weight reorder that these
-            # calls make, so in bf16 they are not a floor.)
+            narrow_model = freeze(gvtnet.build_model("official-x8", embed_dim=6, num_heads=6).eval(), auto)
+            runs[narrow] = functools.partial(super_resolve, narrow_model, x)
+            # Each snapshot's matrix products and convolutions alone, as it runs them at `auto` (dense_replay;
+            # in bf16 through its packed weights): the floor of the arithmetic.
             products = "ours auto: its matrix products and convolutions alone"
             narrow_products = "the 6-channel network: its matrix products and convolutions alone"
-            dense = {products: dense_replay(ours, x, auto)[0], narrow_products: dense_replay(narrow_model, x, auto)[0]}
+            dense = {products: dense_replay(snapshots[auto], x, auto)[0],
+                     narrow_products: dense_replay(narrow_model, x, auto)[0]}
             runs |= dense
             with torch.inference_mode():
                 ref = released(x).clamp(0, 1)
@@ -243,13 +289,12 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                 diff = "other weights" if name == narrow else "" if name in dense else f"{diffs[name]:.1e}"
                 print(f"| {name} | {batch} | {summary(times[name], 1000, 1)} | "
                       f"{summary(r) if name != 'released' else ''} | {diff} |")
-            if auto == "fp32":
-                # Arithmetic at full width plus everything else at almost none: what an eager forward pass of
-                # these operators cannot go below (the norms, copies and element-wise work grow with width).
-                floor = [(p + q - s) / t for p, q, s, t in
-                         zip(*(times[k] for k in (products, narrow, narrow_products, "released")))]
-                print(f"\nfp32 floor of these operators run eagerly (products alone + the 6-channel network "
-                      f"less its own products), over the released code's time: {summary(floor)}")
+            # Arithmetic at full width plus everything else at almost none: what an eager forward pass of
+            # these operators cannot go below (the norms, copies and element-wise work grow with width).
+            floor = [(p + q - s) / t for p, q, s, t in
+                     zip(*(times[k] for k in (products, narrow, narrow_products, "released")))]
+            print(f"\n{auto} floor of these operators run eagerly (products alone + the 6-channel network "
+                  f"less its own products), over the released code's time: {summary(floor)}")
     if data_dir:
         from gvtnet.data import image_files
         from gvtnet.images import center_square, degrade, open_image
@@ -354,21 +399,14 @@ def bench_profile(precisions=("fp32", "bf16")):
           "copy rate | time / (matmuls and convs alone + the rest's bytes at the copy rate) |")
     print("|---|---|---|---|---|---|---|---|" + "---|" * (len(kinds) + 3))
 
-    def random_model(preset):
-        torch.manual_seed(0)
-        model = gvtnet.build_model(preset).eval()
-        for p in model.upsampler.parameters():  # the output must depend on the body (see tests/test_lam.py)
-            p.data.normal_(0, 0.02)
-        return model
-
     paths = []
     for preset, side in (("official-x4", 32), ("official-x8", 16)):
-        model = random_model(preset)
+        model = random_model(preset_config(preset))
         for prec in precisions:
             paths.append((f"{preset} LAM, 10 path points", prec, model, side, "lam"))
     shipped = gvtnet.load_model("assets/gvtnet-light-x4.safetensors")
     paths.append(("gvtnet-light-x4 LAM, 10 path points", auto, shipped, 32, "lam"))
-    paths.append(("official-x8 forward, one face, frozen", auto, random_model("official-x8"), 16, "forward"))
+    paths.append(("official-x8 forward, one face, frozen", auto, random_model(preset_config("official-x8")), 16, "forward"))
     for name, prec, model, side, kind in paths:
         lr = astronaut_lr(128 // side) if kind == "lam" else torch.rand(1, 3, side, side)
         scale = model.cfg.upscale

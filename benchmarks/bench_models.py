@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.timing import summary, timed
 from gvtnet import PRESETS, GVTNet, build_model
+from gvtnet.compat import packed_ops
 from gvtnet.inference import autocast
 from gvtnet.weights import infer_config, released_to_ours
 
@@ -61,9 +62,11 @@ def bench_preset(preset: str, repeats: int, batch: int) -> dict:
 
 
 aten = torch.ops.aten
-# As dispatched under inference mode, where linear, conv2d and matmul arrive undecomposed.
+# As dispatched under inference mode, where linear, conv2d and matmul arrive undecomposed; with autograd on
+# they arrive as addmm, mm, bmm and convolution, and a backward pass adds convolution_backward.
+# A bf16 snapshot's packed layers dispatch oneDNN's own operators (gvtnet.compat).
 DENSE_OPS = {aten.linear.default, aten.conv2d.default, aten.matmul.default, aten.addmm.default, aten.mm.default,
-             aten.bmm.default, aten.convolution.default}
+             aten.bmm.default, aten.convolution.default, aten.convolution_backward.default, *packed_ops()}
 
 
 class _Spec(tuple):
@@ -71,11 +74,21 @@ class _Spec(tuple):
 
 
 def _spec(a):
-    return _Spec((a.shape, a.stride(), a.dtype)) if isinstance(a, torch.Tensor) else a
+    """Tensors as their layout; a packed (opaque, oneDNN) weight as itself: weights are not activations."""
+    return _Spec((a.shape, a.stride(), a.dtype)) if isinstance(a, torch.Tensor) and not a.is_mkldnn else a
+
+
+def _fresh(a):
+    """A random tensor with the layout of spec `a` (a broadcast one, with zero strides, included)."""
+    if not isinstance(a, _Spec):
+        return a
+    shape, stride, dtype = a
+    storage = 1 + sum((n - 1) * s for n, s in zip(shape, stride)) if all(shape) else 0
+    return torch.empty(storage, dtype=dtype).normal_().as_strided(shape, stride)
 
 
 class _DenseRecorder(TorchDispatchMode):
-    """Records every matrix product and convolution a forward pass dispatches, with its arguments."""
+    """Records every matrix product and convolution dispatched while it is active, with its arguments."""
 
     def __init__(self):
         super().__init__()
@@ -83,28 +96,38 @@ class _DenseRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func in DENSE_OPS:
-            self.calls.append((func, tree_map(_spec, args)))
+            self.calls.append((func, tree_map(_spec, args), tree_map(_spec, kwargs or {})))
         return func(*args, **(kwargs or {}))
 
 
-def dense_replay(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32"):
-    """The forward pass's matrix products and convolutions alone (at `precision`, as autocast runs them), to
-    be replayed back to back on fresh tensors of the same shapes, memory layouts and dtypes: a floor for any
+def record_dense(fn):
+    """The matrix products and convolutions that fn() dispatches (forward and backward passes alike), to be
+    replayed back to back on fresh tensors of the same shapes, memory layouts and dtypes: a floor for any
     implementation that leaves its arithmetic to these library kernels (no norms, softmax, copies or graph
     construction in it). Returns (replay, number of ops, their GFLOPs)."""
     recorder = _DenseRecorder()
-    with torch.inference_mode(), autocast(precision), recorder:
-        model(x)
-    make = lambda a: torch.empty_strided(a[0], a[1], dtype=a[2]).normal_() if isinstance(a, _Spec) else a
-    calls = [(func, tree_map(make, args, is_leaf=lambda a: isinstance(a, _Spec))) for func, args in recorder.calls]
+    with recorder:
+        fn()
+    is_spec = lambda a: isinstance(a, _Spec)  # noqa: E731
+    calls = [(func, tree_map(_fresh, args, is_leaf=is_spec), tree_map(_fresh, kwargs, is_leaf=is_spec))
+             for func, args, kwargs in recorder.calls]
 
     def replay():
-        for func, args in calls:
-            func(*args)
+        for func, args, kwargs in calls:
+            func(*args, **kwargs)
 
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         replay()
     return replay, len(calls), counter.get_total_flops() / 1e9
+
+
+def dense_replay(model: torch.nn.Module, x: torch.Tensor, precision: str = "fp32"):
+    """`record_dense` of one forward pass of model(x) in inference mode, at `precision` (as autocast runs
+    it)."""
+    def forward():
+        with torch.inference_mode(), autocast(precision):
+            model(x)
+    return record_dense(forward)
 
 
 def bench_released(arch_file: str, upscale: int, repeats: int) -> dict:

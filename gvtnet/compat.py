@@ -77,6 +77,12 @@ def pack_conv2d(conv: torch.nn.Conv2d, input_shape: torch.Size) -> torch.Tensor:
                                                       list(input_shape))
 
 
+def packed_ops() -> tuple:
+    """The operators `packed_linear` and `packed_conv2d` dispatch: the products a bf16 snapshot runs, for a
+    benchmark that records them (benchmarks.bench_models.record_dense)."""
+    return torch.ops.mkldnn._linear_pointwise.default, torch.ops.mkldnn._convolution_pointwise.default
+
+
 def packed_conv2d(x: torch.Tensor, packed: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     """conv(x) with the weight as `pack_conv2d` made it for x's shape: the same bits, for channels-last x."""
     return torch.ops.mkldnn._convolution_pointwise(x.to(packed.dtype), packed, conv.bias, list(conv.padding),

@@ -71,3 +71,34 @@ def test_interleaved_rounds_give_every_run_every_place():
     places = Counter((r.index(name), name) for r in rounds for name in r)
     assert places == Counter({(place, name): 2 for place in range(3) for name in "abc"})
     assert all(len(t) == 6 for t in times.values())
+
+
+def test_record_dense_holds_the_backward_passes_products_too():
+    """A convolution and a linear layer, forward and backward to the input only (as LAM runs them): the
+    recording has both forward products, the convolution's backward and the linear layer's input gradient,
+    with the FLOPs that FlopCounterMode counts for the same work, and it replays (a broadcast gradient,
+    with zero strides, included)."""
+    from benchmarks.bench_models import record_dense
+
+    conv, fc = torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Linear(8, 4)
+    for p in (*conv.parameters(), *fc.parameters()):
+        p.requires_grad_(False)
+    x = torch.rand(2, 3, 8, 8, requires_grad=True)
+
+    def step():
+        fc(conv(x).permute(0, 2, 3, 1)).sum().backward()
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    replay, ops, gflops = record_dense(step)
+    assert ops == 4  # convolution, addmm; mm (the input gradient of the linear layer), convolution_backward
+    assert gflops * 1e9 == counter.get_total_flops()
+    replay()
+
+
+def test_a_bf16_snapshots_replay_holds_its_packed_products():
+    """A bf16 snapshot runs its linear layers and convolutions through oneDNN's packed operators where the
+    CPU packs (gvtnet.compat); the replay must hold those too, as many products as the plain fp32 model's."""
+    model = gvtnet.build_model("light-x8").eval()
+    x = torch.rand(1, 3, 16, 16)
+    assert dense_replay(gvtnet.freeze(model, "bf16"), x, "bf16")[1] == dense_replay(model, x)[1]
