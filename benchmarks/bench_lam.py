@@ -85,6 +85,13 @@ def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
     return times
 
 
+def eager_floor(times: dict[str, list[float]], products: str, narrow: str, narrow_products: str) -> list[float]:
+    """Per round, what these operators run eagerly cannot go below: the arithmetic at full width (`products`
+    alone) plus everything else at almost none (the `narrow` network less its own products). The norms,
+    copies and element-wise work that grow with width count as free."""
+    return [p + n - q for p, n, q in zip(times[products], times[narrow], times[narrow_products])]
+
+
 def ratio(times, base, name) -> str:
     r = [b / a for a, b in zip(times[name], times[base])]
     return summary(r) if name != base else ""
@@ -96,6 +103,7 @@ def bench_app(repeats: int, scales=(4, 8)):
     from gvtnet.inference import resolve_precision
     from gvtnet.weights import load_model
 
+    auto = resolve_precision("auto")
     print("| scale | schedule | seconds | speed-up over before (per round) | DI GVTNet | DI SwinIR |")
     print("|---|---|---|---|---|---|")
     floors = {}
@@ -117,14 +125,14 @@ def bench_app(repeats: int, scales=(4, 8)):
                 dis[name] = {k: r.di for k, r in res.items()}
             return go
 
-        app = f"side by side, 1 thread each, {resolve_precision('auto')}, {LAM_BATCH} a batch (the app)"
+        app = f"side by side, 1 thread each, {auto}, {LAM_BATCH} a batch (the app)"
         schedules = [("before", 25, "fp32", False, 1),
                      (f"side by side, 1 thread each, fp32, {LAM_BATCH} a batch", LAM_BATCH, "fp32", True, 1),
                      (app, LAM_BATCH, "auto", True, 1),
                      ("side by side, 1 thread each, bf16, 50 a batch", 50, "bf16", True, 1),
                      ("one after the other, 2 threads, fp32, 50 a batch", 50, "fp32", False, 2),
                      ("one after the other, 2 threads, bf16, 50 a batch", 50, "bf16", False, 2)]
-        if resolve_precision("auto") == "fp32":  # bf16 is emulated here: its schedules only take long
+        if auto == "fp32":  # bf16 is emulated here: its schedules only take long
             schedules = [sch for sch in schedules if sch[2] != "bf16"]
         runs = {name: run(name, *rest) for name, *rest in schedules}
         times = interleaved(runs, repeats)
@@ -132,7 +140,7 @@ def bench_app(repeats: int, scales=(4, 8)):
             d = dis[name]
             print(f"| x{scale} | {name} | {summary(times[name])} | {ratio(times, 'before', name)} | "
                   f"{d['GVTNet']:.3f} | {d['SwinIR']:.3f} |")
-        if resolve_precision("auto") == "fp32":
+        if auto == "fp32":
             floors[scale] = {name: lam_floor(m, lr, row, col, LAM_BATCH, repeats) for name, m in models.items()}
     torch.set_num_threads(2)
     if floors:
@@ -143,7 +151,7 @@ def bench_app(repeats: int, scales=(4, 8)):
         print("|---|---|---|---|---|---|---|---|")
         for scale, by_model in floors.items():
             for name, t in by_model.items():
-                floor = [p + n - q for p, n, q in zip(t["products"], t["narrow"], t["narrow products"])]
+                floor = eager_floor(t, "products", "narrow", "narrow products")
                 print(f"| x{scale} | {name} | " + " | ".join(summary(v) for v in t.values()) +
                       f" | {summary(floor)} | {summary([a / f for a, f in zip(t['LAM'], floor)])} |")
 
@@ -170,11 +178,10 @@ def lam_floor(model: GVTNet, lr: torch.Tensor, row: int, col: int, batch: int, r
 
     torch.set_num_threads(1)
     narrow = random_model(dataclasses.replace(model.cfg, embed_dim=model.cfg.num_heads))
-    runs = {name: functools.partial(lam.local_attribution_map, freeze(m, "fp32"), lr, row, col, batch_size=batch,
-                                    precision="fp32") for name, m in (("LAM", model), ("narrow", narrow))}
-    runs = {"LAM": runs["LAM"], "products": record_dense(runs["LAM"])[0],
-            "narrow": runs["narrow"], "narrow products": record_dense(runs["narrow"])[0]}
-    return interleaved(runs, repeats)
+    full_lam, narrow_lam = (functools.partial(lam.local_attribution_map, freeze(m, "fp32"), lr, row, col,
+                                              batch_size=batch, precision="fp32") for m in (model, narrow))
+    return interleaved({"LAM": full_lam, "products": record_dense(full_lam)[0],
+                        "narrow": narrow_lam, "narrow products": record_dense(narrow_lam)[0]}, repeats)
 
 
 def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -289,10 +296,7 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                 diff = "other weights" if name == narrow else "" if name in dense else f"{diffs[name]:.1e}"
                 print(f"| {name} | {batch} | {summary(times[name], 1000, 1)} | "
                       f"{summary(r) if name != 'released' else ''} | {diff} |")
-            # Arithmetic at full width plus everything else at almost none: what an eager forward pass of
-            # these operators cannot go below (the norms, copies and element-wise work grow with width).
-            floor = [(p + q - s) / t for p, q, s, t in
-                     zip(*(times[k] for k in (products, narrow, narrow_products, "released")))]
+            floor = [f / t for f, t in zip(eager_floor(times, products, narrow, narrow_products), times["released"])]
             print(f"\n{auto} floor of these operators run eagerly (products alone + the 6-channel network "
                   f"less its own products), over the released code's time: {summary(floor)}")
     if data_dir:
