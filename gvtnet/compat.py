@@ -38,28 +38,41 @@ def spandrel_call(descriptor):
     return descriptor._call_fn
 
 
-# oneDNN's prepacked weights: the one private PyTorch API the package runs on (torch.compile's CPU backend
-# uses the same operators; PyTorch has no public prepacked layer). F.linear and F.conv2d reorder a bf16
-# weight into oneDNN's layout on every call: at one 16x16 face that reorder was 6-15% of the face's time
+# oneDNN's prepacked weights, and PyTorch's choice of convolution backend that decides where they give the
+# same bits: the private PyTorch APIs the package runs on (torch.compile's CPU backend uses the same
+# operators; PyTorch has no public prepacked layer). F.conv2d reorders a convolution's weight into oneDNN's
+# layout on every call, in fp32 as in bf16, and F.linear a bf16 weight (an fp32 one goes to MKL as it is).
+# At one 16x16 face that reorder was 6-15% of the face's time in bf16, and about 3% in fp32 on AVX-512
 # (docs/PERFORMANCE.md). The packed tensors are opaque: they can be shared, never copied or saved.
 
 
 @functools.cache
-def packing_works() -> bool:
-    """Whether this CPU's oneDNN packs bf16 weights: it needs AVX-512 (BW, VL, DQ) or AVX-NE-CONVERT, and
-    refuses elsewhere (an AVX2-only CPU); tried once, on a tiny layer of each kind."""
+def packing_works(dtype: torch.dtype = torch.bfloat16) -> bool:
+    """Whether this CPU's oneDNN packs weights of `dtype`. bf16 needs AVX-512 (BW, VL, DQ) or
+    AVX-NE-CONVERT, and is refused elsewhere (an AVX2-only CPU); tried once, on a tiny layer of each kind."""
     if not torch.backends.mkldnn.is_available():
         return False
     try:
-        pack_linear(torch.zeros(8, 8, dtype=torch.bfloat16))
-        pack_conv2d(torch.nn.Conv2d(8, 8, 3, padding=1).bfloat16(), torch.Size((1, 8, 8, 8)))
+        pack_linear(torch.zeros(8, 8, dtype=dtype))
+        pack_conv2d(torch.nn.Conv2d(8, 8, 3, padding=1).to(dtype), torch.Size((1, 8, 8, 8)))
     except RuntimeError:
         return False
     return True
 
 
+def conv_runs_onednn(conv: torch.nn.Conv2d, input_shape: torch.Size) -> bool:
+    """Whether conv(x) runs oneDNN for a channels-last x of `input_shape` in the weight's dtype, as
+    PyTorch's own choice of backend decides (private: torch._C._select_conv_backend). In fp32 it picks
+    another kernel for small inputs of one image (torch 2.13: under 20,480 values, with a 3x3 kernel),
+    whose bits a packed weight would not give."""
+    x = torch.empty(input_shape, dtype=conv.weight.dtype).contiguous(memory_format=torch.channels_last)
+    backend = torch._C._select_conv_backend(x, conv.weight, conv.bias, list(conv.stride), list(conv.padding),
+                                             list(conv.dilation), False, [0, 0], conv.groups, None)
+    return backend == torch._C._ConvBackend.Mkldnn
+
+
 def pack_linear(weight: torch.Tensor) -> torch.Tensor:
-    """A bf16 (out, in) Linear weight in oneDNN's layout, for `packed_linear`."""
+    """An (out, in) Linear weight in oneDNN's layout, for `packed_linear`."""
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
 
 
@@ -70,15 +83,15 @@ def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | No
 
 
 def pack_conv2d(conv: torch.nn.Conv2d, input_shape: torch.Size) -> torch.Tensor:
-    """A bf16 Conv2d's weight in the oneDNN layout its kernel takes for inputs of `input_shape` (N, C, H, W)
-    (packed for one shape, it ran up to 32x slower on others: hence one per shape)."""
+    """A Conv2d's weight (bf16 or fp32) in the oneDNN layout its kernel takes for inputs of `input_shape`
+    (N, C, H, W) (packed for one shape, it ran up to 32x slower on others: hence one per shape)."""
     return torch._C._nn.mkldnn_reorder_conv2d_weight(conv.weight.detach().to_mkldnn(), list(conv.padding),
                                                       list(conv.stride), list(conv.dilation), conv.groups,
                                                       list(input_shape))
 
 
 def packed_ops() -> tuple:
-    """The operators `packed_linear` and `packed_conv2d` dispatch: the products a bf16 snapshot runs, for a
+    """The operators `packed_linear` and `packed_conv2d` dispatch: the products a snapshot runs, for a
     benchmark that records them (benchmarks.bench_models.record_dense)."""
     return torch.ops.mkldnn._linear_pointwise.default, torch.ops.mkldnn._convolution_pointwise.default
 

@@ -106,7 +106,8 @@ def freeze(model: GVTNet, precision: str = "fp32") -> GVTNet:
     grouped by head (WindowAttention.group_heads: the same output; its state_dict is the model's), and at a `precision`
     resolving to bf16 its Linear and Conv2d weights are stored in bf16, and packed for oneDNN as they are
     first used (under autocast the same output as `model`'s, bit for bit, without rounding or reordering
-    the weights again on every call: docs/PERFORMANCE.md).
+    the weights again on every call: docs/PERFORMANCE.md); in fp32 its convolutions are packed likewise,
+    at each input size where F.conv2d runs oneDNN (the same bits).
     Later changes to `model` are not seen: freeze it again after changing its weights. A snapshot asked
     for its own precision is returned as it is."""
     precision = resolve_precision(precision, next(model.parameters()).device)
@@ -116,12 +117,16 @@ def freeze(model: GVTNet, precision: str = "fp32") -> GVTNet:
     unpacked = {id(packs): None for packs in packed_caches(model)}
     with torch.inference_mode(False):  # ordinary tensors, usable with autograd (LAM) as well
         snapshot = copy.deepcopy(model, unpacked).eval().requires_grad_(False)
-    pack = precision == "bf16" and packing_works()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    # Convolutions are packed in either precision; linear layers in bf16 only, as an fp32 one runs
+    # through MKL without a reorder (packed, it measured no faster: docs/PERFORMANCE.md).
+    pack_convs = packing_works(dtype)
+    pack_linears = pack_convs and precision == "bf16"
     for m in snapshot.modules():
         if precision == "bf16" and isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
-            m.to(torch.bfloat16)
+            m.to(dtype)
         if hasattr(m, "packed"):
-            m.packed = {} if pack else None
+            m.packed = {} if (pack_convs if isinstance(m, torch.nn.Conv2d) else pack_linears) else None
         if isinstance(m, WindowAttention):
             m.record, m.frozen_biases = None, {}
             m.group_heads()

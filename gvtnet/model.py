@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .adjacency import DISTANCE_BASES, NEIGHBOUR_RULES, adjacency, node_features
-from .compat import pack_conv2d, pack_linear, packed_conv2d, packed_linear
+from .compat import conv_runs_onednn, pack_conv2d, pack_linear, packed_conv2d, packed_linear
 
 CELEBA_MEAN = (0.5430, 0.4217, 0.3605)  # the released GVTNet's input mean
 SWINIR_MEAN = (0.4488, 0.4371, 0.4040)  # SwinIR's (DIV2K) input mean
@@ -209,34 +209,36 @@ def relative_position_index(ws: int) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Linear layers and convolutions, which on a bf16 snapshot run through weights packed for oneDNN
+# Linear layers and convolutions, which on a snapshot run through weights packed for oneDNN
+
+_MISSING = object()
 
 
-def kept_entry(kept: dict, key, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+def kept_entry(kept: dict, key, make: Callable[[], torch.Tensor | None]) -> torch.Tensor | None:
     """kept[key], made by `make()` the first time: what a snapshot keeps per input size (biases, packed
-    weights). At most 16 entries (faces of many sizes, a photo: bounded, and the common sizes come back).
-    A dict's get and set are atomic, so threads sharing a snapshot each read a complete entry."""
-    value = kept.get(key)
-    if value is None:
+    weights, or None for a size a convolution runs unpacked). At most 16 entries (faces of many sizes, a
+    photo: bounded, and the common sizes come back). A dict's get and set are atomic, so threads sharing a
+    snapshot each read a complete entry."""
+    value = kept.get(key, _MISSING)
+    if value is _MISSING:
         if len(kept) >= 16:
             kept.clear()
         value = kept[key] = make()
     return value
 
 
-def runs_packed(x: torch.Tensor, packed: dict | None) -> bool:
-    """Whether a layer with `packed` weights (a dict, which `gvtnet.freeze` gives the layers of a bf16
-    snapshot) runs x through them: where x takes no gradient and is bf16, or is cast to bf16 by autocast."""
+def runs_packed(x: torch.Tensor, packed: dict | None, dtype: torch.dtype) -> bool:
+    """Whether a layer with `packed` weights of `dtype` (a dict, which `gvtnet.freeze` gives a snapshot's
+    layers) runs x through them: where x takes no gradient and runs in that dtype, as it is or cast by
+    autocast."""
     if packed is None or (x.requires_grad and torch.is_grad_enabled()):
         return False
     device = x.device.type
-    if torch.is_autocast_enabled(device):
-        return torch.get_autocast_dtype(device) == torch.bfloat16
-    return x.dtype == torch.bfloat16
+    return (torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype) == dtype
 
 
 def packed_caches(model: nn.Module) -> list[dict]:
-    """The dicts of packed weights of `model`'s layers (none unless it is a bf16 snapshot)."""
+    """The dicts of packed weights of `model`'s layers (none unless it is a snapshot)."""
     return [m.packed for m in model.modules() if getattr(m, "packed", None) is not None]
 
 
@@ -244,23 +246,26 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, pac
     """F.linear(x, weight, bias); on a bf16 snapshot through the weight packed once for oneDNN
     (gvtnet.compat): the same bits, faster. Only for contiguous x: F.linear sums a strided input in another
     order."""
-    if not (runs_packed(x, packed) and x.is_contiguous()):
+    if not (runs_packed(x, packed, weight.dtype) and x.is_contiguous()):
         return F.linear(x, weight, bias)
     return packed_linear(x, kept_entry(packed, "weight", lambda: pack_linear(weight)), bias)
 
 
 class Conv2d(nn.Conv2d):
-    """nn.Conv2d that on a bf16 snapshot runs through its weight packed for oneDNN, once per input shape
-    (gvtnet.compat): the same bits as F.conv2d, for the channels-last maps the model passes it."""
+    """nn.Conv2d that on a snapshot runs through its weight packed for oneDNN, once per input shape
+    (gvtnet.compat), where F.conv2d would run oneDNN too: the same bits as F.conv2d, for the channels-last
+    maps the model passes it."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.packed: dict | None = None  # set by gvtnet.freeze (bf16)
+        self.packed: dict | None = None  # set by gvtnet.freeze
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (runs_packed(x, self.packed) and x.is_contiguous(memory_format=torch.channels_last)):
+        if not (runs_packed(x, self.packed, self.weight.dtype) and x.is_contiguous(memory_format=torch.channels_last)):
             return super().forward(x)
-        return packed_conv2d(x, kept_entry(self.packed, x.shape, lambda: pack_conv2d(self, x.shape)), self)
+        packed = kept_entry(self.packed, x.shape,
+                            lambda: pack_conv2d(self, x.shape) if conv_runs_onednn(self, x.shape) else None)
+        return super().forward(x) if packed is None else packed_conv2d(x, packed, self)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -85,9 +85,33 @@ def test_spandrel_descriptors_still_have_the_private_call_fn():
         assert torch.equal(spandrel_call(descriptor)(descriptor.model, x).clamp(0, 1), descriptor(x))
 
 
+def test_pytorchs_choice_of_convolution_backend_is_still_what_gvtnet_compat_reads():
+    """gvtnet.compat.conv_runs_onednn asks PyTorch's private backend choice whether F.conv2d runs oneDNN, so
+    that an fp32 snapshot packs a convolution only where the packed weight gives F.conv2d's bits. In fp32 it
+    must still answer no for a small one-image input, yes for depthwise and for a batch, and those packed
+    convolutions must give F.conv2d's bits."""
+    import torch
+
+    from gvtnet.compat import conv_runs_onednn, pack_conv2d, packed_conv2d, packing_works
+
+    assert hasattr(torch._C, "_select_conv_backend") and hasattr(torch._C._ConvBackend, "Mkldnn"), \
+        "PyTorch's convolution backend choice changed: adapt gvtnet.compat.conv_runs_onednn"
+    assert packing_works(torch.float32)
+    torch.manual_seed(0)
+    dense, depthwise = (torch.nn.Conv2d(24, 24, 3, padding=1, groups=g).requires_grad_(False) for g in (1, 24))
+    cases = {(dense, (1, 24, 16, 16)): False, (dense, (2, 24, 16, 16)): True, (dense, (1, 24, 32, 32)): True,
+             (depthwise, (1, 24, 16, 16)): True}
+    for (conv, shape), onednn in cases.items():
+        assert conv_runs_onednn(conv, torch.Size(shape)) is onednn, (conv, shape)
+        if onednn:
+            x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+            assert torch.equal(packed_conv2d(x, pack_conv2d(conv, x.shape), conv), conv(x))
+
+
 def test_onednn_packed_weights_still_exist_and_give_f_linear_and_conv2d_bits():
-    """gvtnet.compat's pack_* / packed_* use the private torch.ops.mkldnn operators that bf16 snapshots run
-    their layers through: they must still exist and give F.linear's and F.conv2d's bits."""
+    """gvtnet.compat's pack_* / packed_* use the private torch.ops.mkldnn operators that snapshots run their
+    layers through (bf16; fp32 convolutions above): they must still exist and give F.linear's and F.conv2d's
+    bits."""
     import torch
     import torch.nn.functional as F
 
@@ -121,7 +145,7 @@ def test_onednn_packed_weights_still_exist_and_give_f_linear_and_conv2d_bits():
 def test_where_onednn_cannot_pack_bf16_a_bf16_snapshot_runs_unpacked():
     """On a CPU without AVX-512 (emulated here by capping both kernel libraries to AVX2, in a fresh process)
     oneDNN refuses to pack bf16 weights: a bf16 snapshot then keeps none and still computes what autocast
-    does, bit for bit."""
+    does, bit for bit. fp32 convolutions are packed there as anywhere, with the plain model's bits."""
     code = """
 import torch, gvtnet
 from gvtnet.compat import packing_works
@@ -131,9 +155,14 @@ snapshot = gvtnet.freeze(model, "bf16")
 lr = torch.rand(1, 3, 16, 16)
 with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
     expected = model(lr).float().clamp(0, 1)
+with torch.no_grad():
+    expected_fp32 = model(lr).clamp(0, 1)
 assert torch.backends.cpu.get_cpu_capability() == "AVX2" and not packing_works()
 assert all(getattr(m, "packed", None) is None for m in snapshot.modules())
 assert torch.equal(gvtnet.super_resolve(snapshot, lr), expected)
+fp32 = gvtnet.freeze(model, "fp32")  # fp32 convolutions are packed here too
+assert packing_works(torch.float32) and torch.equal(gvtnet.super_resolve(fp32, lr), expected_fp32)
+assert any(v is not None for m in fp32.modules() if getattr(m, "packed", None) for v in m.packed.values())
 print("ok")
 """
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}

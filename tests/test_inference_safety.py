@@ -170,6 +170,40 @@ def test_a_bf16_snapshot_runs_its_layers_prepacked_and_still_takes_gradients(mon
         assert torch.equal(super_resolve(freeze(snapshot, "fp32"), lr, precision="bf16"), out)
 
 
+def test_an_fp32_snapshot_packs_its_convolutions_where_f_conv2d_runs_onednn(monkeypatch):
+    """An fp32 snapshot runs a convolution through its weight packed for oneDNN at each input size where
+    F.conv2d runs oneDNN too (gvtnet.compat.conv_runs_onednn), and as F.conv2d where it picks another kernel:
+    the plain model's bits at every size. Its linear layers stay unpacked, and an input that needs a
+    gradient (LAM) runs unpacked."""
+    import gvtnet.model as model_module
+    from gvtnet.compat import conv_runs_onednn
+
+    calls = []
+    op = model_module.packed_conv2d
+    monkeypatch.setattr(model_module, "packed_conv2d", lambda *a: calls.append(a[2]) or op(*a))
+    torch.manual_seed(0)
+    model = gvtnet.build_model("official-x8", depths=(2,), embed_dim=24, num_heads=2).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.02 * torch.randn_like(p))  # an output that depends on every convolution
+    snapshot = freeze(model)
+    convs = [m for m in snapshot.modules() if isinstance(m, model_module.Conv2d)]
+    assert all(m.packed == {} for m in convs)
+    assert all(m.packed is None for m in snapshot.modules() if hasattr(m, "packed") and not isinstance(m, nn.Conv2d))
+    for size in ((16, 16), (32, 32), (24, 16), (16, 16)):
+        calls.clear()
+        lr = torch.rand(1, 3, *size)
+        assert torch.equal(super_resolve(snapshot, lr), uncached(model, lr))
+        assert len(calls) == len(set(map(id, calls))) and calls  # each packed convolution once, at least one
+    entries = [(m, shape, packed) for m in convs for shape, packed in m.packed.items()]
+    assert all((packed is not None) == conv_runs_onednn(m, shape) for m, shape, packed in entries)
+    assert {packed is None for _, _, packed in entries} == {True, False}  # both kinds at these sizes
+    calls.clear()
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    snapshot(x).sum().backward()
+    assert not calls and x.grad is not None
+
+
 def test_a_snapshot_groups_its_heads_and_keeps_the_models_state_dict(model, tmp_path):
     """A snapshot's q/k/v rows hold each head's channels together (for a faster window copy), with the
     same output to the bit; what it saves is the model's weights, in their own order."""
