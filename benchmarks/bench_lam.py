@@ -16,13 +16,13 @@ official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 
 fp32 against bf16, with the maps' correlation and the DIs, and each time against its floor (the work,
 model.flops x 3 x path points, over this machine's 2048^3 matmul rate at that precision), for each
 --batch. forward: official-x8 forward, the released code against ours in fp32, in bf16 autocast, and
-through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16 and packed for oneDNN;
-the same output as the plain model, without re-casting or reordering the weights every call; and a bf16
-snapshot whose weights are not packed, for the packing's share; one at `auto` whose q/k/v rows keep the
-released code's interleaved heads, for the share of WindowAttention.group_heads; and the same network on 6 channels, whose
-arithmetic is small, for what its operators cost beyond it; and each network's matrix products and
-convolutions alone, which give the floor of these operators run eagerly), same weights, in
-turn, --faces faces a call; with
+through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16 and packed for oneDNN,
+fp32 convolutions packed; the same output as the plain model, without re-casting or reordering the weights
+every call; and an fp32 and a bf16 snapshot whose weights are not packed, for the packing's share; one at
+`auto` whose q/k/v rows keep the released code's interleaved heads, for the share of
+WindowAttention.group_heads; and the same network on 6 channels, whose arithmetic is small, for what its
+operators cost beyond it; and each network's matrix products and convolutions alone, which give the floor
+of these operators run eagerly), same weights, in turn, --faces faces a call; with
 --data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
 profile: where each path spends its time (torch.profiler, operators' self time grouped by kind) against
 its floor (the path's FLOPs over this machine's 2048^3 matmul rate at its precision) and against its
@@ -262,8 +262,8 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                     return ours(x)
 
             snapshots = {p: freeze(ours, p) for p in ("fp32", "bf16")}
-            unpacked = freeze(ours, "bf16")
-            for m in unpacked.modules():
+            unpacked = {p: freeze(ours, p) for p in ("fp32", "bf16")}
+            for m in (m for snapshot in unpacked.values() for m in snapshot.modules()):
                 if hasattr(m, "packed"):
                     m.packed = None  # as F.linear and F.conv2d take the weights: reordered on every call
             with mock.patch.object(WindowAttention, "group_heads", lambda self: None):
@@ -271,8 +271,9 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
             runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x),
                     "ours bf16 autocast": autocast_bf16,
                     "ours fp32, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["fp32"], x),
+                    "ours fp32, frozen, convolutions not packed for oneDNN": lambda: super_resolve(unpacked["fp32"], x),
                     "ours bf16, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["bf16"], x),
-                    "ours bf16, frozen, weights not packed for oneDNN": lambda: super_resolve(unpacked, x),
+                    "ours bf16, frozen, weights not packed for oneDNN": lambda: super_resolve(unpacked["bf16"], x),
                     f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x),
                     "ours auto, frozen, q/k/v heads left interleaved": lambda: super_resolve(released_heads, x)}
             # The same operators on 6 channels (the upsampler keeps its 64): what they cost beyond arithmetic.
@@ -296,6 +297,11 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                 diff = "other weights" if name == narrow else "" if name in dense else f"{diffs[name]:.1e}"
                 print(f"| {name} | {batch} | {summary(times[name], 1000, 1)} | "
                       f"{summary(r) if name != 'released' else ''} | {diff} |")
+            packing = {p: [a / b for a, b in zip(times[f"ours {p}, frozen (gvtnet.freeze)"], times[name])]
+                       for p, name in (("fp32", "ours fp32, frozen, convolutions not packed for oneDNN"),
+                                       ("bf16", "ours bf16, frozen, weights not packed for oneDNN"))}
+            print("\nA snapshot's time over the same snapshot's with its weights not packed, per round: " +
+                  ", ".join(f"{p} {summary(r)}" for p, r in packing.items()))
             floor = [f / t for f, t in zip(eager_floor(times, products, narrow, narrow_products), times["released"])]
             print(f"\n{auto} floor of these operators run eagerly (products alone + the 6-channel network "
                   f"less its own products), over the released code's time: {summary(floor)}")
