@@ -195,7 +195,6 @@ def bench_official(repeats: int, presets=("official-x4", "official-x8"), batches
                    precisions=("fp32", "bf16")):
     """LAM of the paper-size models against the floor: the work (forward FLOPs x 3 for the forward and
     backward passes x path points) over the machine's measured matmul rate at that precision."""
-    import gvtnet
     from analysis import lam
 
     rates = {"fp32": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
@@ -206,10 +205,7 @@ def bench_official(repeats: int, presets=("official-x4", "official-x8"), batches
     for preset, side in (("official-x4", 32), ("official-x8", 16)):
         if preset not in presets:
             continue
-        torch.manual_seed(0)
-        model = gvtnet.build_model(preset).eval()
-        for p in model.upsampler.parameters():  # the output must depend on the body (see tests/test_lam.py)
-            p.data.normal_(0, 0.02)
+        model = random_model(preset_config(preset))
         lr = astronaut_lr(128 // side)
         scale = model.cfg.upscale
         row = col = (side * scale - 16) // 2
