@@ -264,14 +264,16 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                     m.packed = None  # as F.linear and F.conv2d take the weights: reordered on every call
             with mock.patch.object(WindowAttention, "group_heads", lambda self: None):
                 released_heads = freeze(ours, auto)  # q/k/v rows in the released order: group_heads' share
+            frozen = {p: f"ours {p}, frozen (gvtnet.freeze)" for p in ("fp32", "bf16")}
+            not_packed = {"fp32": "ours fp32, frozen, convolutions not packed for oneDNN",
+                          "bf16": "ours bf16, frozen, weights not packed for oneDNN"}
             runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x),
-                    "ours bf16 autocast": autocast_bf16,
-                    "ours fp32, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["fp32"], x),
-                    "ours fp32, frozen, convolutions not packed for oneDNN": lambda: super_resolve(unpacked["fp32"], x),
-                    "ours bf16, frozen (gvtnet.freeze)": lambda: super_resolve(snapshots["bf16"], x),
-                    "ours bf16, frozen, weights not packed for oneDNN": lambda: super_resolve(unpacked["bf16"], x),
-                    f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x),
-                    "ours auto, frozen, q/k/v heads left interleaved": lambda: super_resolve(released_heads, x)}
+                    "ours bf16 autocast": autocast_bf16}
+            for p in ("fp32", "bf16"):
+                runs[frozen[p]] = functools.partial(super_resolve, snapshots[p], x)
+                runs[not_packed[p]] = functools.partial(super_resolve, unpacked[p], x)
+            runs |= {f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x),
+                     "ours auto, frozen, q/k/v heads left interleaved": lambda: super_resolve(released_heads, x)}
             # The same operators on 6 channels (the upsampler keeps its 64): what they cost beyond arithmetic.
             narrow = "ours auto, frozen, the same network on 6 channels (other weights): its operators' fixed cost"
             narrow_model = freeze(gvtnet.build_model("official-x8", embed_dim=6, num_heads=6).eval(), auto)
@@ -293,9 +295,7 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                 diff = "other weights" if name == narrow else "" if name in dense else f"{diffs[name]:.1e}"
                 print(f"| {name} | {batch} | {summary(times[name], 1000, 1)} | "
                       f"{summary(r) if name != 'released' else ''} | {diff} |")
-            packing = {p: [a / b for a, b in zip(times[f"ours {p}, frozen (gvtnet.freeze)"], times[name])]
-                       for p, name in (("fp32", "ours fp32, frozen, convolutions not packed for oneDNN"),
-                                       ("bf16", "ours bf16, frozen, weights not packed for oneDNN"))}
+            packing = {p: [a / b for a, b in zip(times[frozen[p]], times[not_packed[p]])] for p in frozen}
             print("\nA snapshot's time over the same snapshot's with its weights not packed, per round: " +
                   ", ".join(f"{p} {summary(r)}" for p, r in packing.items()))
             floor = [f / t for f, t in zip(eager_floor(times, products, narrow, narrow_products), times["released"])]
