@@ -342,7 +342,8 @@ class WindowAttention(nn.Module):
         (gvtnet.freeze). Each output channel is the same dot product as before, so the forward pass gives
         the same bits, and the window copy of q/k/v moves runs of C/heads channels instead of single
         ones (about 2% of an official-x8 face; docs/PERFORMANCE.md). The gradient to the input sums the rows in
-        another order (LAM's maps move by float error). state_dict() still gives the released order."""
+        another order (LAM's maps move by float error; in bf16 where it is emulated, an AVX2 CPU, by 0.2% of
+        a map's largest value). state_dict() still gives the released order."""
         if not self.heads_interleaved:
             return
         _, layer = self.qkv_rows_layer()
