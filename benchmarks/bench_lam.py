@@ -12,18 +12,18 @@ before (one model after the other, 25 path points a batch, fp32, one torch threa
 threads; the app's points a batch or 50; fp32 or bf16), called in turn, so ratios are taken within one run;
 the bf16 ones only where `auto` is bf16 (elsewhere bf16 is emulated and only slow). Where `auto` is fp32,
 also each model's LAM alone on one thread against the floor of its operators run eagerly (`lam_floor`).
-official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 (x8) face, two threads,
-fp32 against bf16, with the maps' correlation and the DIs, and each time against its floor (the work,
-model.flops x 3 x path points, over this machine's 2048^3 matmul rate at that precision), for each
---batch. forward: official-x8 forward, the released code against ours in fp32, in bf16 autocast, and
-through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16 and packed for oneDNN,
-fp32 convolutions packed; the same output as the plain model, without re-casting or reordering the weights
-every call; and an fp32 and a bf16 snapshot whose weights are not packed, for the packing's share; one at
-`auto` whose q/k/v rows keep the released code's interleaved heads, for the share of
+official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 (x8) face, two threads, fp32
+against bf16, with the maps' correlation and the DIs, and each time against its floor (the work, model.flops
+x 3 x path points, over this machine's 2048^3 matmul rate at that precision), for each --batch. forward:
+official-x8 forward, the released code against ours in fp32, in bf16 autocast (bf16 rows only where `auto`
+is bf16), and through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights stored in bf16 and packed
+for oneDNN, fp32 convolutions packed; the same output as the plain model, without re-casting or reordering
+the weights every call; and an fp32 and a bf16 snapshot whose weights are not packed, for the packing's
+share; one at `auto` whose q/k/v rows keep the released code's interleaved heads, for the share of
 WindowAttention.group_heads; and the same network on 6 channels, whose arithmetic is small, for what its
-operators cost beyond it; and each network's matrix products and convolutions alone, which give the floor
-of these operators run eagerly), same weights, in turn, --faces faces a call; with
---data, the PSNR of the shipped light models against the original with and without bf16 on real faces.
+operators cost beyond it; and each network's matrix products and convolutions alone, which give the floor of
+these operators run eagerly), same weights, in turn, --faces faces a call; with --data, the PSNR of the
+shipped light models against the original with and without bf16 on real faces.
 profile: where each path spends its time (torch.profiler, operators' self time grouped by kind) against
 its floor (the path's FLOPs over this machine's 2048^3 matmul rate at its precision) and against its
 matrix products and convolutions alone, replayed at their own shapes and precision (x 3 for LAM's
@@ -250,6 +250,9 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
         ours = gvtnet.GVTNet(infer_config(state)).eval()
         ours.load_state_dict(state)
         auto = resolve_precision("auto")
+        # bf16 rows only where `auto` is bf16: elsewhere it is emulated, and only slow (7x the released
+        # code's time on an AVX2 CPU), which would stretch each round and so the spread of the others.
+        precisions = ("fp32", "bf16") if auto == "bf16" else ("fp32",)
         for batch in batches:
             x = torch.rand(batch, 3, 16, 16)
 
@@ -257,19 +260,20 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                 with autocast("bf16"):
                     return ours(x)
 
-            snapshots = {p: freeze(ours, p) for p in ("fp32", "bf16")}
-            unpacked = {p: freeze(ours, p) for p in ("fp32", "bf16")}
+            snapshots = {p: freeze(ours, p) for p in precisions}
+            unpacked = {p: freeze(ours, p) for p in precisions}
             for m in (m for snapshot in unpacked.values() for m in snapshot.modules()):
                 if hasattr(m, "packed"):
                     m.packed = None  # as F.linear and F.conv2d take the weights: reordered on every call
             with mock.patch.object(WindowAttention, "group_heads", lambda self: None):
                 released_heads = freeze(ours, auto)  # q/k/v rows in the released order: group_heads' share
-            frozen = {p: f"ours {p}, frozen (gvtnet.freeze)" for p in ("fp32", "bf16")}
+            frozen = {p: f"ours {p}, frozen (gvtnet.freeze)" for p in precisions}
             not_packed = {"fp32": "ours fp32, frozen, convolutions not packed for oneDNN",
                           "bf16": "ours bf16, frozen, weights not packed for oneDNN"}
-            runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x),
-                    "ours bf16 autocast": autocast_bf16}
-            for p in ("fp32", "bf16"):
+            runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x)}
+            if "bf16" in precisions:
+                runs["ours bf16 autocast"] = autocast_bf16
+            for p in precisions:
                 runs[frozen[p]] = functools.partial(super_resolve, snapshots[p], x)
                 runs[not_packed[p]] = functools.partial(super_resolve, unpacked[p], x)
             runs |= {f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x),
