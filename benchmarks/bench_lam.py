@@ -11,7 +11,8 @@ before (one model after the other, 25 path points a batch, fp32, one torch threa
 (both models side by side in two threads of one torch thread each, or one after the other on two
 threads; the app's points a batch or 50; fp32 or bf16), called in turn, so ratios are taken within one run;
 the bf16 ones only where `auto` is bf16 (elsewhere bf16 is emulated and only slow). Where `auto` is fp32,
-also each model's LAM alone on one thread against the floor of its operators run eagerly (`lam_floor`).
+also the LAMs on one thread against the floor of their operators run eagerly (`lam_floor`): each model alone,
+and both side by side, as the app runs them.
 official: LAM of the paper-size models (random weights) on a 32x32 (x4) / 16x16 (x8) face, two threads, fp32
 against bf16, with the maps' correlation and the DIs, and each time against its floor (the work, model.flops
 x 3 x path points, over this machine's 2048^3 matmul rate at that precision), for each --batch. forward:
@@ -20,7 +21,8 @@ is bf16), and through frozen snapshots (gvtnet.freeze: biases kept, bf16 weights
 for oneDNN, fp32 convolutions packed; the same output as the plain model, without re-casting or reordering
 the weights every call; and an fp32 and a bf16 snapshot whose weights are not packed, for the packing's
 share; one at `auto` whose q/k/v rows keep the released code's interleaved heads, for the share of
-WindowAttention.group_heads; and the same network on 6 channels, whose arithmetic is small, for what its
+WindowAttention.group_heads; the fp32 one unpacked and traced by torch.jit.trace, for the share of Python
+between the operators; and the same network on 6 channels, whose arithmetic is small, for what its
 operators cost beyond it; and each network's matrix products and convolutions alone, which give the floor of
 these operators run eagerly), same weights, in turn, --faces faces a call; with --data, the PSNR of the
 shipped light models against the original with and without bf16 on real faces.
@@ -41,6 +43,9 @@ import functools
 import math
 import platform
 import statistics
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import numpy as np
@@ -142,12 +147,13 @@ def bench_app(repeats: int, scales=(4, 8)):
             print(f"| x{scale} | {name} | {summary(times[name])} | {ratio(times, 'before', name)} | "
                   f"{d['GVTNet']:.3f} | {d['SwinIR']:.3f} |")
         if auto == "fp32":
-            floors[scale] = {name: lam_floor(m, lr, row, col, LAM_BATCH, repeats) for name, m in models.items()}
+            floors[scale] = lam_floor(models, lr, row, col, LAM_BATCH, repeats)
     torch.set_num_threads(2)
     if floors:
-        print("\nEach model's LAM alone on one thread (the app's points a batch, fp32) against the floor of its "
-              "operators run eagerly: its matrix products and convolutions alone, forward and backward, plus the "
-              "same network on one channel a head (other weights) less its own products (seconds):\n")
+        print("\nThe LAMs on one thread each (the app's points a batch, fp32) against the floor of their operators "
+              "run eagerly: their matrix products and convolutions alone, forward and backward, plus the same "
+              "network on one channel a head (other weights) less its own products (seconds); each model alone "
+              "(the other core idle), and both side by side as the app runs them (until both are done):\n")
         print("| scale | model | LAM | products alone | narrow network | its products alone | floor | LAM / floor |")
         print("|---|---|---|---|---|---|---|---|")
         for scale, by_model in floors.items():
@@ -167,22 +173,41 @@ def random_model(cfg: GVTNetConfig) -> GVTNet:
     return model
 
 
-def lam_floor(model: GVTNet, lr: torch.Tensor, row: int, col: int, batch: int, repeats: int) -> dict[str, list[float]]:
-    """LAM of `model` (fp32, one thread) against what these operators run eagerly cannot go below: its matrix
-    products and convolutions alone, as the forward and backward passes dispatch them (`record_dense`), plus
-    the same network on one channel a head, whose arithmetic is small but whose operators, scores (their
-    size is set by heads and windows, not channels), softmax and graph are all there, less its own products.
-    Norms, GELU and copies at full width count as free: a floor, not an estimate. Times of each, in turn."""
+def lam_floor_parts(model: GVTNet, lr: torch.Tensor, row: int, col: int, batch: int) -> dict[str, Callable]:
+    """LAM of `model` (fp32) and what these operators run eagerly cannot go below, as calls to time: its
+    matrix products and convolutions alone, as the forward and backward passes dispatch them
+    (`record_dense`), plus the same network on one channel a head, whose arithmetic is small but whose
+    operators, scores (their size is set by heads and windows, not channels), softmax and graph are all
+    there, less its own products (`eager_floor`). Norms, GELU and copies at full width count as free: a
+    floor, not an estimate."""
     from analysis import lam
     from benchmarks.bench_models import record_dense
     from gvtnet.inference import freeze
 
-    torch.set_num_threads(1)
     narrow = random_model(dataclasses.replace(model.cfg, embed_dim=model.cfg.num_heads))
     full_lam, narrow_lam = (functools.partial(lam.local_attribution_map, freeze(m, "fp32"), lr, row, col,
                                               batch_size=batch, precision="fp32") for m in (model, narrow))
-    return interleaved({"LAM": full_lam, "products": record_dense(full_lam)[0],
-                        "narrow": narrow_lam, "narrow products": record_dense(narrow_lam)[0]}, repeats)
+    return {"LAM": full_lam, "products": record_dense(full_lam)[0],
+            "narrow": narrow_lam, "narrow products": record_dense(narrow_lam)[0]}
+
+
+def lam_floor(models: dict[str, GVTNet], lr: torch.Tensor, row: int, col: int, batch: int,
+              repeats: int) -> dict[str, dict[str, list[float]]]:
+    """Times of each part of `lam_floor_parts`, in turn, on one thread: for each model alone (the other core
+    idle), and for all of them as the app runs their LAMs, each part of every model started at once in a
+    thread of its own and timed until all are done (they share the cache and the memory)."""
+    torch.set_num_threads(1)
+    parts = {name: lam_floor_parts(m, lr, row, col, batch) for name, m in models.items()}
+    times = {name: interleaved(p, repeats) for name, p in parts.items()}
+
+    def together(part):
+        def run():
+            with ThreadPoolExecutor(len(parts)) as pool:
+                for done in [pool.submit(p[part]) for p in parts.values()]:
+                    done.result()
+        return run
+    times["side by side"] = interleaved({part: together(part) for part in next(iter(parts.values()))}, repeats)
+    return times
 
 
 def matmul_rate(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
@@ -257,10 +282,6 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
         for batch in batches:
             x = torch.rand(batch, 3, 16, 16)
 
-            def autocast_bf16():
-                with autocast("bf16"):
-                    return ours(x)
-
             snapshots = {p: freeze(ours, p) for p in precisions}
             unpacked = {p: freeze(ours, p) for p in precisions}
             for m in (m for snapshot in unpacked.values() for m in snapshot.modules()):
@@ -273,12 +294,23 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                           "bf16": "ours bf16, frozen, weights not packed for oneDNN"}
             runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x)}
             if "bf16" in precisions:
+                def autocast_bf16(x=x):
+                    with autocast("bf16"):
+                        return ours(x)
                 runs["ours bf16 autocast"] = autocast_bf16
             for p in precisions:
                 runs[frozen[p]] = functools.partial(super_resolve, snapshots[p], x)
                 runs[not_packed[p]] = functools.partial(super_resolve, unpacked[p], x)
             runs |= {f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x),
                      "ours auto, frozen, q/k/v heads left interleaved": lambda: super_resolve(released_heads, x)}
+            # The fp32 snapshot traced by torch.jit.trace (its convolutions unpacked: packed ones cannot be
+            # traced): the same operators, the same bits, with no Python between them, for Python's share of a
+            # face. A measurement only: TorchScript is deprecated, and the package does not run on it.
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                traced_model = torch.jit.trace(unpacked["fp32"], x, check_trace=False)
+            traced = f"{not_packed['fp32']}, traced (torch.jit.trace: no Python between the operators)"
+            runs[traced] = lambda: traced_model(x).clamp(0, 1)
             # The same operators on 6 channels (the upsampler keeps its 64): what they cost beyond arithmetic.
             narrow = "ours auto, frozen, the same network on 6 channels (other weights): its operators' fixed cost"
             narrow_model = freeze(gvtnet.build_model("official-x8", embed_dim=6, num_heads=6).eval(), auto)
@@ -303,6 +335,9 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
             packing = {p: [a / b for a, b in zip(times[frozen[p]], times[not_packed[p]])] for p in frozen}
             print("\nA snapshot's time over the same snapshot's with its weights not packed, per round: " +
                   ", ".join(f"{p} {summary(r)}" for p, r in packing.items()))
+            python = [a / b for a, b in zip(times[traced], times[not_packed["fp32"]])]
+            print(f"\nThe fp32 snapshot traced over the same not traced (what Python between the operators costs), "
+                  f"per round: {summary(python)}")
             floor = [f / t for f, t in zip(eager_floor(times, products, narrow, narrow_products), times["released"])]
             print(f"\n{auto} floor of these operators run eagerly (products alone + the 6-channel network "
                   f"less its own products), over the released code's time: {summary(floor)}")
