@@ -7,8 +7,11 @@ import torch
 from app import build_app
 from app.state import MAX_UPLOAD_BYTES, SESSION_CAPACITY
 from app.ui import CSS
+from gvtnet.compat import keep_freed_memory
 
 if __name__ == "__main__":
+    # Before any thread starts: the tensors LAM frees after every batch are reused, not faulted in again
+    keep_freed_memory()
     # One torch thread per job: on a small, shared CPU, several threads per forward pass spin against each
     # other and against the other jobs (measured 30x slower under load); the queue runs jobs side by side.
     torch.set_num_threads(1)

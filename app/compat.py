@@ -1,8 +1,6 @@
-"""Workarounds of what Gradio and the C library do not offer publicly, kept here with the reason for each.
+"""Workarounds of what Gradio does not offer publicly, kept here with the reason for each.
 tests/test_compat.py fails once a private API used here changes, so that it is adapted then."""
 from __future__ import annotations
-
-import ctypes
 
 import gradio as gr
 
@@ -25,21 +23,3 @@ def session_hashes(blocks: gr.Blocks) -> list[str]:
     """The sessions Gradio holds a record of."""
     with blocks.state_holder.lock:
         return list(blocks.state_holder.session_data)
-
-
-def _malloc_trim():
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-MALLOC_TRIM = _malloc_trim()
-
-
-def return_freed_memory() -> None:
-    """Hand the heap's free pages back to the system: glibc keeps them, so without this a server's resident
-    memory would stay at its highest, however many of the models visitors uploaded have been released.
-    Elsewhere (no glibc) nothing is done."""
-    if MALLOC_TRIM is not None:
-        MALLOC_TRIM(0)

@@ -15,9 +15,10 @@ from PIL import Image
 
 import gvtnet
 from gvtnet import GVTNet
+from gvtnet.compat import return_freed_memory
 from gvtnet.weights import MAX_CHECKPOINT_BYTES
 
-from .compat import forget_session, return_freed_memory, session_hashes
+from .compat import forget_session, session_hashes
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MODEL_CARD = ASSETS / "MODEL_CARD.md"

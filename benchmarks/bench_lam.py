@@ -5,6 +5,7 @@
     python -m benchmarks.bench_lam forward --released PATH/TO/GVTNet_arch.py [--repeats 15] [--faces 1 4 16] \
         [--data DIR]
     python -m benchmarks.bench_lam profile
+    python -m benchmarks.bench_lam allocator [--repeats 6]
 
 app: the LAM tab's work, GVTNet and SwinIR light on one window of the astronaut's face, as the app ran it
 before (one model after the other, 25 path points a batch, fp32, one torch thread) and as candidates
@@ -33,6 +34,10 @@ forward and backward, as the floor; benchmarks.bench_models.dense_replay): one b
 path points of each paper-size model at fp32 and bf16 and of the shipped light x4 at `auto`, and one
 official-x8 face through a frozen snapshot at `auto`; and the rest, everything outside the products and
 convolutions, against its bytes moved (`other_traffic`) at this machine's 8 MB copy rate.
+allocator: the app's LAM (both shipped light models side by side, one thread each, as the app holds and runs
+them) in fresh processes, --repeats of each in turn, with glibc's allocator as it is and as
+gvtnet.compat.keep_freed_memory sets it (which the app, and every other command here, does at its start):
+seconds, CPU seconds and page faults a LAM.
 Medians with the interquartile range.
 """
 from __future__ import annotations
@@ -40,9 +45,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import math
 import platform
+import resource
 import statistics
+import subprocess
+import sys
+import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +65,7 @@ from skimage import data
 
 from benchmarks.timing import summary, timed
 from gvtnet import GVTNet, GVTNetConfig
+from gvtnet.compat import keep_freed_memory
 from gvtnet.presets import preset_config
 
 
@@ -481,9 +492,55 @@ def bench_profile(precisions=("fp32", "bf16")):
               + f" | {count:,}, {nbytes / 1e9:.1f} | {rest / moved:.2f} | {t / (dense + moved):.2f} |")
 
 
+def app_lam_costs(scales, repeats: int = 2) -> dict[str, dict[str, float]]:
+    """{'x4': {'seconds', 'cpu seconds', 'page faults'}, ...}: medians a LAM of the app's schedule, after a
+    warm-up, in this process as it is."""
+    from analysis import lam
+    from app.tabs.lam import LAM_BATCH
+    from gvtnet.inference import freeze
+    from gvtnet.weights import load_model
+
+    torch.set_num_threads(1)
+    costs = {}
+    for scale in scales:
+        models = {k: freeze(load_model(f"assets/{k}-light-x{scale}.safetensors"), "auto") for k in ("gvtnet", "swinir")}
+        lr = astronaut_lr(scale)
+        row = col = (lr.shape[-1] * scale - 16) // 2
+        run = functools.partial(lam.attribution_maps, models, lr, row, col, batch_size=LAM_BATCH, precision="auto")
+        run()
+        rows = []
+        for _ in range(repeats):
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            run()
+            r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            rows.append((t1 - t0, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt))
+        costs[f"x{scale}"] = dict(zip(("seconds", "cpu seconds", "page faults"), map(statistics.median, zip(*rows))))
+    return costs
+
+
+def bench_allocator(repeats: int, scales):
+    settings = {"glibc as it is": ["--glibc-defaults"], "freed memory kept (the app)": []}
+    child = [sys.executable, "-m", "benchmarks.bench_lam", "app-lam-costs", "--scales", *map(str, scales)]
+    results = {name: [] for name in settings}
+    for r in range(repeats):
+        for name in list(settings)[r % 2:] + list(settings)[: r % 2]:
+            out = subprocess.run(child + settings[name], capture_output=True, text=True, check=True).stdout
+            results[name].append(json.loads(out.splitlines()[-1]))
+    first = results["glibc as it is"][0]
+    print("| scale | measure | " + " | ".join(settings) + " | kept / as it is, per round |")
+    print("|---|---|---|---|---|")
+    for scale in first:
+        for measure in first[scale]:
+            by = [[c[scale][measure] for c in results[name]] for name in settings]
+            digits = 0 if measure == "page faults" else 2
+            ratios = [k / p for k, p in zip(by[1], by[0])] if min(by[0]) > 0 else None
+            print(f"| {scale} | {measure} | {summary(by[0], digits=digits)} | {summary(by[1], digits=digits)} | "
+                  f"{summary(ratios) if ratios else ''} |")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["app", "official", "forward", "profile"])
+    p.add_argument("what", choices=["app", "official", "forward", "profile", "allocator", "app-lam-costs"])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--released", help="basicsr/archs/GVTNet_arch.py of a checkout of the released code")
@@ -497,13 +554,21 @@ def main():
     p.add_argument("--fold", type=int, default=50, help="official: LAM path points (the floor scales with them)")
     p.add_argument("--faces", type=int, nargs="+", default=[1], help="forward: faces a call (batch sizes)")
     p.add_argument("--data", help="folder of faces for the bf16 PSNR check (e.g. celeba-test-1000)")
+    p.add_argument("--glibc-defaults", action="store_true",
+                   help="leave glibc's allocator as it is (by default freed memory is kept, as the app keeps it)")
     args = p.parse_args()
+    if not args.glibc_defaults:
+        keep_freed_memory()
     torch.set_num_threads(args.threads)
+    if args.what == "app-lam-costs":  # one process of `allocator`
+        print(json.dumps(app_lam_costs(args.scales)))
+        return
     print(machine() + "\n")
     {"app": lambda: bench_app(args.repeats, args.scales),
      "official": lambda: bench_official(args.repeats, args.presets, args.batch, args.fold, args.precisions),
      "forward": lambda: bench_forward(args.released, args.repeats, args.data, args.faces),
-     "profile": lambda: bench_profile(args.precisions)}[args.what]()
+     "profile": lambda: bench_profile(args.precisions),
+     "allocator": lambda: bench_allocator(args.repeats, args.scales)}[args.what]()
 
 
 if __name__ == "__main__":

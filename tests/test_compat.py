@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import platform
 import subprocess
 import sys
 
@@ -191,13 +192,75 @@ def test_gradio_state_holder_still_forgets_a_session_as_app_compat_uses_it():
     assert session_hashes(demo) == [] and "visitor" not in demo.state_holder.time_last_used
 
 
-def test_malloc_trim_is_found_in_glibc_and_optional_elsewhere():
-    import platform
+# glibc's allocator (gvtnet/compat.py)
 
-    from app import compat
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+needs_glibc = pytest.mark.skipif(not GLIBC, reason="glibc's allocator only: elsewhere nothing is set")
 
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert compat.MALLOC_TRIM is not None, "glibc without malloc_trim: freed memory stays with the server"
-    else:
-        assert compat.MALLOC_TRIM is None
+# A fresh process that frees its tensors as LAM does: a batch's worth held at once, in a thread of its own
+# (the app's LAMs each run in one), then freed; its page faults a batch, once warm, with or without the setting.
+THREAD_BATCHES = """
+import resource, sys, threading, torch
+from gvtnet.compat import keep_freed_memory
+if sys.argv[1] == "kept":
+    assert keep_freed_memory()
+def batches():
+    for _ in range(10):
+        held = [torch.ones(2_000_000) for _ in range(8)]  # 8 x 8 MB
+def in_thread():
+    t = threading.Thread(target=batches)
+    t.start()
+    t.join()
+in_thread()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+in_thread()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+def faults_a_batch(setting: str) -> float:
+    run = subprocess.run([sys.executable, "-c", THREAD_BATCHES, setting], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
+    return float(run.stdout.split()[-1])
+
+
+def test_glibc_is_found_on_glibc_and_optional_elsewhere():
+    from gvtnet import compat
+
+    assert (compat.GLIBC is not None) == GLIBC, "glibc without mallopt or malloc_trim"
+    assert compat.keep_freed_memory() == GLIBC  # elsewhere: False, and nothing changes
     compat.return_freed_memory()  # either way, harmless
+
+
+@needs_glibc
+def test_keep_freed_memory_is_still_needed_and_stops_the_page_faults():
+    """By default glibc faults a thread's freed tensors in again on every batch (16,384 pages of 4 KB a batch
+    here); kept, they are reused. Once the default stops faulting, keep_freed_memory can go."""
+    default, kept = faults_a_batch("default"), faults_a_batch("kept")
+    assert default > 500, f"glibc's defaults took only {default:.0f} page faults a batch: the setting may be unneeded"
+    assert kept < 0.05 * default, (kept, default)
+
+
+@needs_glibc
+def test_return_freed_memory_still_hands_back_what_keep_freed_memory_keeps():
+    """Freed memory that the setting keeps (resident, in this process) goes back to the system on demand, as the
+    app does when a visitor leaves."""
+    code = """
+import torch
+from gvtnet.compat import keep_freed_memory, return_freed_memory
+def resident_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+assert keep_freed_memory()
+start = resident_mb()
+held = [torch.ones(2_000_000) for _ in range(25)]  # 200 MB
+del held
+kept = resident_mb() - start
+return_freed_memory()
+print(kept, resident_mb() - start)
+"""
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
+    kept, returned = map(float, run.stdout.split())
+    assert kept > 150 and returned < 20, (kept, returned)

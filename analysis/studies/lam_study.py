@@ -37,6 +37,7 @@ from matplotlib.figure import Figure
 from scipy.stats import bootstrap
 from tqdm import tqdm
 
+from gvtnet.compat import keep_freed_memory
 from gvtnet.data import image_files
 from gvtnet.images import HR_SIZE, center_square, degrade, open_image
 from gvtnet.inference import resolve_precision, to_tensor
@@ -355,6 +356,7 @@ def main(argv=None):
     p.add_argument("--sequential", action="store_true",
                    help="run the models one after the other on all threads, not side by side on one thread each")
     args = p.parse_args(argv)
+    keep_freed_memory()  # before the models' threads start (gvtnet.compat)
 
     models = dict(zip(model_names(args.weights), (load_sr_model(w) for w in args.weights)))
     if args.graph_off:
