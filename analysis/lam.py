@@ -4,7 +4,9 @@ As the reference code (X-Lowlevel-Vision/LAM_Demo) computes it: path integrated 
 D(F(x)) along a progressive Gaussian blur of the input, from K(sigma) * I to I. The reference runs its
 `fold` path points one at a time; they are independent, so here they run in batches (same map to float
 error, several times faster on a CPU), optionally under bf16 autocast, and several models' maps of one
-window run side by side on one shared path (`attribution_maps`).
+window run side by side on one shared path (`attribution_maps`). A process that runs LAMs should call
+gvtnet.compat.keep_freed_memory() at its start, as the app and the commands do: each batch frees its
+activations, which glibc would otherwise fault in again on the next (the app's x4 LAM 0.84x the time with it).
 """
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ convolutions, against its bytes moved (`other_traffic`) at this machine's 8 MB c
 allocator: the app's LAM (both shipped light models side by side, one thread each, as the app holds and runs
 them) in fresh processes, --repeats of each in turn, with glibc's allocator as it is and as
 gvtnet.compat.keep_freed_memory sets it (which the app, and every other command here, does at its start):
-seconds, CPU seconds and page faults a LAM.
+seconds, CPU seconds and page faults a LAM, and each process's peak resident memory.
 Medians with the interquartile range.
 """
 from __future__ import annotations
@@ -494,7 +494,7 @@ def bench_profile(precisions=("fp32", "bf16")):
 
 def app_lam_costs(scales, repeats: int = 2) -> dict[str, dict[str, float]]:
     """{'x4': {'seconds', 'cpu seconds', 'page faults'}, ...}: medians a LAM of the app's schedule, after a
-    warm-up, in this process as it is."""
+    warm-up, in this process as it is; and {'process': {'peak resident MB'}} after all of them."""
     from analysis import lam
     from app.tabs.lam import LAM_BATCH
     from gvtnet.inference import freeze
@@ -515,6 +515,7 @@ def app_lam_costs(scales, repeats: int = 2) -> dict[str, dict[str, float]]:
             r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
             rows.append((t1 - t0, r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, r1.ru_minflt - r0.ru_minflt))
         costs[f"x{scale}"] = dict(zip(("seconds", "cpu seconds", "page faults"), map(statistics.median, zip(*rows))))
+    costs["process"] = {"peak resident MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     return costs
 
 
@@ -532,7 +533,7 @@ def bench_allocator(repeats: int, scales):
     for scale in first:
         for measure in first[scale]:
             by = [[c[scale][measure] for c in results[name]] for name in settings]
-            digits = 0 if measure == "page faults" else 2
+            digits = 0 if measure in ("page faults", "peak resident MB") else 2
             ratios = [k / p for k, p in zip(by[1], by[0])] if min(by[0]) > 0 else None
             print(f"| {scale} | {measure} | {summary(by[0], digits=digits)} | {summary(by[1], digits=digits)} | "
                   f"{summary(ratios) if ratios else ''} |")
