@@ -6,7 +6,7 @@ D(F(x)) along a progressive Gaussian blur of the input, from K(sigma) * I to I. 
 error, several times faster on a CPU), optionally under bf16 autocast, and several models' maps of one
 window run side by side on one shared path (`attribution_maps`). A process that runs LAMs should call
 gvtnet.compat.keep_freed_memory() at its start, as the app and the commands do: each batch frees its
-activations, which glibc would otherwise fault in again on the next (the app's x4 LAM 0.84x the time with it).
+activations, which glibc would otherwise fault in again on the next (the app's x4 LAM 0.82-0.84x the time with it).
 """
 from __future__ import annotations
 

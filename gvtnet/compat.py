@@ -127,8 +127,8 @@ def keep_freed_memory() -> bool:
     """Let glibc keep the memory freed tensors held for the next ones, instead of handing it back to the system
     and faulting it in again: one arena for every thread, blocks under 32 MB (glibc's own highest threshold)
     from the heap, and up to 1 GB of free heap top kept. A LAM frees its batch's activations (up to tens of MB
-    each) after every backward pass; by default the app's LAM at x4 took 36,000 to 230,000 page faults and
-    lost a fifth of its CPU time to them (docs/PERFORMANCE.md). For a process that runs such work: call it
+    each) after every backward pass; with glibc's defaults the app's LAM at x4 took 110,000-190,000 page faults
+    and 1.2x the time (docs/PERFORMANCE.md: `bench_lam allocator`). For a process that runs such work: call it
     at its start, before it starts threads (a thread that has an arena keeps it). `return_freed_memory` still
     hands the free memory back on demand. Returns whether it applied (glibc only); elsewhere nothing changes."""
     return GLIBC is not None and all(GLIBC.mallopt(p, v) == 1 for p, v in KEPT_ALLOCATOR.items())
