@@ -20,6 +20,15 @@ def fresh_import(name: str):
     return importlib.import_module(name)
 
 
+def python_c(code: str, *args: str, **env: str) -> str:
+    """The standard output of `python -c code args` in a fresh process, run from the project (which -c puts on
+    its path) with `env` added to the environment; a failure shows its standard error."""
+    run = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout
+
+
 # ----------------------------------------------------------------------------------------------------
 # Deprecated module names
 
@@ -166,9 +175,7 @@ assert packing_works(torch.float32) and torch.equal(gvtnet.super_resolve(fp32, l
 assert any(v is not None for m in fp32.modules() if getattr(m, "packed", None) for v in m.packed.values())
 print("ok")
 """
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+    assert python_c(code, ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2").strip() == "ok"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -194,8 +201,8 @@ def test_gradio_state_holder_still_forgets_a_session_as_app_compat_uses_it():
 
 # glibc's allocator (gvtnet/compat.py)
 
-GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-needs_glibc = pytest.mark.skipif(not GLIBC, reason="glibc's allocator only: elsewhere nothing is set")
+ON_GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+needs_glibc = pytest.mark.skipif(not ON_GLIBC, reason="glibc's allocator only: elsewhere nothing is set")
 
 # A fresh process that frees its tensors as LAM does: a batch's worth held at once, in a thread of its own
 # (the app's LAMs each run in one), then freed; its page faults a batch, once warm, with or without the setting.
@@ -218,18 +225,11 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
 """
 
 
-def faults_a_batch(setting: str) -> float:
-    run = subprocess.run([sys.executable, "-c", THREAD_BATCHES, setting], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert run.returncode == 0, run.stderr
-    return float(run.stdout.split()[-1])
-
-
 def test_glibc_is_found_on_glibc_and_optional_elsewhere():
     from gvtnet import compat
 
-    assert (compat.GLIBC is not None) == GLIBC, "glibc without mallopt or malloc_trim"
-    assert compat.keep_freed_memory() == GLIBC  # elsewhere: False, and nothing changes
+    assert (compat.GLIBC is not None) == ON_GLIBC, "glibc without mallopt or malloc_trim"
+    assert compat.keep_freed_memory() == ON_GLIBC  # elsewhere: False, and nothing changes
     compat.return_freed_memory()  # either way, harmless
 
 
@@ -237,7 +237,7 @@ def test_glibc_is_found_on_glibc_and_optional_elsewhere():
 def test_keep_freed_memory_is_still_needed_and_stops_the_page_faults():
     """By default glibc faults a thread's freed tensors in again on every batch (16,384 pages of 4 KB a batch
     here); kept, they are reused. Once the default stops faulting, keep_freed_memory can go."""
-    default, kept = faults_a_batch("default"), faults_a_batch("kept")
+    default, kept = (float(python_c(THREAD_BATCHES, setting)) for setting in ("default", "kept"))
     assert default > 500, f"glibc's defaults took only {default:.0f} page faults a batch: the setting may be unneeded"
     assert kept < 0.05 * default, (kept, default)
 
@@ -259,8 +259,5 @@ kept = resident_mb() - start
 return_freed_memory()
 print(kept, resident_mb() - start)
 """
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert run.returncode == 0, run.stderr
-    kept, returned = map(float, run.stdout.split())
+    kept, returned = map(float, python_c(code).split())
     assert kept > 150 and returned < 20, (kept, returned)
