@@ -86,17 +86,33 @@ def astronaut_lr(scale: int) -> torch.Tensor:
     return to_tensor(degrade(face, scale))
 
 
+def app_lam_inputs(scale: int) -> tuple[dict[str, GVTNet], torch.Tensor, int, int]:
+    """What the LAM tab's benchmarks run: the shipped light models (GVTNet and SwinIR, plain), the
+    astronaut's face degraded by `scale`, and the top-left (row, col) of a 16 px window at the SR image's centre."""
+    from gvtnet.weights import load_model
+
+    models = {name: load_model(f"assets/{file}-light-x{scale}.safetensors")
+              for name, file in (("GVTNet", "gvtnet"), ("SwinIR", "swinir"))}
+    lr = astronaut_lr(scale)
+    row = col = (lr.shape[-1] * scale - 16) // 2
+    return models, lr, row, col
+
+
+def rotated(names: list, turn: int) -> list:
+    """`names` started at place turn % len(names), so that over the turns each takes every place as often."""
+    start = turn % len(names)
+    return names[start:] + names[:start]
+
+
 def interleaved(runs: dict, repeats: int) -> dict[str, list[float]]:
     """Each run once per round, in turn, after one warm-up of each. Each round starts one run later than the
     one before, so that every run takes every place in the order as often (a snapshot timed right after
     another warm one measured 3-4% faster than in the place after the released code's: docs/PERFORMANCE.md)."""
     for run in runs.values():
         run()
-    names = list(runs)
     times = {name: [] for name in runs}
     for r in range(repeats):
-        start = r % len(names)
-        for name in names[start:] + names[:start]:
+        for name in rotated(list(runs), r):
             times[name] += timed(runs[name], 1, warmup=0)
     return times
 
@@ -117,17 +133,13 @@ def bench_app(repeats: int, scales=(4, 8)):
     from analysis import lam
     from app.tabs.lam import LAM_BATCH
     from gvtnet.inference import resolve_precision
-    from gvtnet.weights import load_model
 
     auto = resolve_precision("auto")
     print("| scale | schedule | seconds | speed-up over before (per round) | DI GVTNet | DI SwinIR |")
     print("|---|---|---|---|---|---|")
     floors = {}
     for scale in scales:
-        models = {"GVTNet": load_model(f"assets/gvtnet-light-x{scale}.safetensors"),
-                  "SwinIR": load_model(f"assets/swinir-light-x{scale}.safetensors")}
-        lr = astronaut_lr(scale)
-        row = col = (lr.shape[-1] * scale - 16) // 2
+        models, lr, row, col = app_lam_inputs(scale)
         dis = {}
 
         def run(name, batch, precision, parallel, threads):
@@ -498,14 +510,12 @@ def app_lam_costs(scales, repeats: int = 2) -> dict[str, dict[str, float]]:
     from analysis import lam
     from app.tabs.lam import LAM_BATCH
     from gvtnet.inference import freeze
-    from gvtnet.weights import load_model
 
     torch.set_num_threads(1)
     costs = {}
     for scale in scales:
-        models = {k: freeze(load_model(f"assets/{k}-light-x{scale}.safetensors"), "auto") for k in ("gvtnet", "swinir")}
-        lr = astronaut_lr(scale)
-        row = col = (lr.shape[-1] * scale - 16) // 2
+        plain, lr, row, col = app_lam_inputs(scale)
+        models = {name: freeze(m, "auto") for name, m in plain.items()}  # the app holds snapshots
         run = functools.partial(lam.attribution_maps, models, lr, row, col, batch_size=LAM_BATCH, precision="auto")
         run()
         rows = []
@@ -524,7 +534,7 @@ def bench_allocator(repeats: int, scales):
     child = [sys.executable, "-m", "benchmarks.bench_lam", "app-lam-costs", "--scales", *map(str, scales)]
     results = {name: [] for name in settings}
     for r in range(repeats):
-        for name in list(settings)[r % 2:] + list(settings)[: r % 2]:
+        for name in rotated(list(settings), r):
             out = subprocess.run(child + settings[name], capture_output=True, text=True, check=True).stdout
             results[name].append(json.loads(out.splitlines()[-1]))
     first = results["glibc as it is"][0]
