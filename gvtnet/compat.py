@@ -99,9 +99,8 @@ def packed_ops() -> tuple:
 
 def packed_conv2d(x: torch.Tensor, packed: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     """conv(x) with the weight as `pack_conv2d` made it for x's shape: the same bits, for channels-last x."""
-    return torch.ops.mkldnn._convolution_pointwise(x.to(packed.dtype), packed, conv.bias, list(conv.padding),
-                                                    list(conv.stride), list(conv.dilation), conv.groups,
-                                                    "none", [], "")
+    return torch.ops.mkldnn._convolution_pointwise(x.to(packed.dtype), packed, conv.bias, conv.padding,
+                                                    conv.stride, conv.dilation, conv.groups, "none", [], "")
 
 
 # glibc's allocator. PyTorch takes every CPU tensor from malloc and gives it back when it is freed (it has no

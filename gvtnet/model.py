@@ -426,27 +426,21 @@ def _interleave_head_rows(attn: WindowAttention, state: dict, prefix: str, _meta
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int):
         super().__init__()
-        self.fc1, self.act, self.fc2 = Projection(dim, hidden), nn.GELU(), Projection(hidden, dim)
+        self.fc1, self.fc2 = Projection(dim, hidden), Projection(hidden, dim)
 
     def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(F.gelu(self.fc1(x)))
 
     def flops(self, h: int, w: int) -> int:
         return self.fc1.flops(h, w) + self.fc2.flops(h, w)
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drops the whole residual branch per sample while training."""
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - self.p)
-        return x * keep / (1 - self.p)
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: the whole residual branch x dropped per sample with probability p while training."""
+    if not training or p == 0:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1 - p)
+    return x * keep / (1 - p)
 
 
 class Block(nn.Module):
@@ -459,7 +453,7 @@ class Block(nn.Module):
         self.attn = WindowAttention(cfg, kind)
         self.norm2 = nn.LayerNorm(cfg.embed_dim)
         self.mlp = Mlp(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio))
-        self.drop_path = DropPath(drop_path)
+        self.drop_prob = drop_path
 
     def forward(self, x, shift: int, mask=None, adj=None):
         y = self.norm1(x)
@@ -470,8 +464,8 @@ class Block(nn.Module):
             self.attn.record[-1]["shift"] = shift
         if shift:
             y = cyclic_shift(y, shift)
-        x = x + self.drop_path(y)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + drop_path(y, self.drop_prob, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_prob, self.training)
 
     def flops(self, h: int, w: int) -> int:
         return self.attn.flops(h, w) + self.mlp.flops(h, w)

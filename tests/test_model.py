@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import gvtnet
 from conftest import perturbed
 from gvtnet.adjacency import chebyshev_distance
-from gvtnet.model import GraphSettings, GVTNet, GVTNetConfig, cyclic_shift, shift_mask, to_windows
+from gvtnet.model import GraphSettings, GVTNet, GVTNetConfig, cyclic_shift, drop_path, shift_mask, to_windows
 from gvtnet.weights import infer_config, released_to_ours
 
 GRAPH_SETTINGS = [f.name for f in fields(GraphSettings)]
@@ -265,3 +265,14 @@ def test_minus_inf_mask_changes_no_output(monkeypatch, precision):
     minus_100 = lambda *args: shift_mask(*args).clamp(min=-100.0)  # noqa: E731
     monkeypatch.setattr(gvtnet.model, "shift_mask", minus_100)
     assert torch.equal(gvtnet.super_resolve(model, x, precision=precision), ours)
+
+
+def test_drop_path_drops_whole_samples_while_training_only():
+    x = torch.rand(2000, 3, 4) + 0.5
+    torch.manual_seed(0)
+    out = drop_path(x, 0.25, training=True)
+    kept = (out != 0).flatten(1)
+    assert torch.equal(kept.all(1), kept.any(1))  # each sample is kept or dropped whole
+    assert torch.allclose(out[kept.all(1)], x[kept.all(1)] / 0.75)  # and the kept ones rescaled
+    assert abs(kept.all(1).float().mean().item() - 0.75) < 0.04
+    assert drop_path(x, 0.25, training=False) is x and drop_path(x, 0.0, training=True) is x
