@@ -80,7 +80,8 @@ def pack_linear(weight: torch.Tensor) -> torch.Tensor:
 def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """F.linear(x, weight, bias) with the weight as `pack_linear` made it: the same bits, for contiguous x
     (..., in) in bf16, or in fp32 under autocast, which F.linear would cast to bf16 first (as is done here)."""
-    return torch.ops.mkldnn._linear_pointwise(x.to(packed.dtype), packed, bias, "none", [], "")
+    linear_op, _ = packed_ops()
+    return linear_op(x.to(packed.dtype), packed, bias, "none", [], "")
 
 
 def pack_conv2d(conv: torch.nn.Conv2d, input_shape: torch.Size) -> torch.Tensor:
@@ -91,16 +92,19 @@ def pack_conv2d(conv: torch.nn.Conv2d, input_shape: torch.Size) -> torch.Tensor:
                                                       list(input_shape))
 
 
+@functools.cache
 def packed_ops() -> tuple:
-    """The operators `packed_linear` and `packed_conv2d` dispatch: the products a snapshot runs, for a
-    benchmark that records them (benchmarks.bench_models.record_dense)."""
+    """The two operators (linear, convolution) that `packed_linear` and `packed_conv2d` run: the products of a
+    snapshot, named only here, for those two and for a benchmark that records them
+    (benchmarks.bench_models.record_dense)."""
     return torch.ops.mkldnn._linear_pointwise.default, torch.ops.mkldnn._convolution_pointwise.default
 
 
 def packed_conv2d(x: torch.Tensor, packed: torch.Tensor, conv: torch.nn.Conv2d) -> torch.Tensor:
     """conv(x) with the weight as `pack_conv2d` made it for x's shape: the same bits, for channels-last x."""
-    return torch.ops.mkldnn._convolution_pointwise(x.to(packed.dtype), packed, conv.bias, conv.padding,
-                                                    conv.stride, conv.dilation, conv.groups, "none", [], "")
+    _, conv_op = packed_ops()
+    return conv_op(x.to(packed.dtype), packed, conv.bias, conv.padding, conv.stride, conv.dilation, conv.groups,
+                   "none", [], "")
 
 
 # glibc's allocator. PyTorch takes every CPU tensor from malloc and gives it back when it is freed (it has no
