@@ -205,7 +205,8 @@ ON_GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 needs_glibc = pytest.mark.skipif(not ON_GLIBC, reason="glibc's allocator only: elsewhere nothing is set")
 
 # A fresh process that frees its tensors as LAM does: a batch's worth held at once, in a thread of its own
-# (the app's LAMs each run in one), then freed; its page faults a batch, once warm, with or without the setting.
+# (the app's LAMs each run in one), then freed; its page faults a batch over four such threads in turn, after one
+# to warm up, with or without the setting.
 THREAD_BATCHES = """
 import resource, sys, threading, torch
 from gvtnet.compat import keep_freed_memory
@@ -214,14 +215,14 @@ if sys.argv[1] == "kept":
 def batches():
     for _ in range(10):
         held = [torch.ones(2_000_000) for _ in range(8)]  # 8 x 8 MB
-def in_thread():
+def faults_a_batch():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t = threading.Thread(target=batches)
     t.start()
     t.join()
-in_thread()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-in_thread()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
+faults_a_batch()
+print(sum(faults_a_batch() for _ in range(4)) / 4)
 """
 
 
@@ -235,11 +236,13 @@ def test_glibc_is_found_on_glibc_and_optional_elsewhere():
 
 @needs_glibc
 def test_keep_freed_memory_is_still_needed_and_stops_the_page_faults():
-    """By default glibc faults a thread's freed tensors in again on every batch (16,384 pages of 4 KB a batch
-    here); kept, they are reused. Once the default stops faulting, keep_freed_memory can go."""
+    """With glibc's defaults, a thread's freed batch of tensors (64 MB) is faulted in again on its next batches:
+    3,000-5,200 page faults a batch here, over four threads in turn. Kept, it is reused: 0-100 (now and then a
+    thread's batches still take some fresh pages, up to 980 a batch, hence the margin). Once the default stops
+    faulting, keep_freed_memory can go."""
     default, kept = (float(python_c(THREAD_BATCHES, setting)) for setting in ("default", "kept"))
     assert default > 500, f"glibc's defaults took only {default:.0f} page faults a batch: the setting may be unneeded"
-    assert kept < 0.05 * default, (kept, default)
+    assert kept < default / 4, (kept, default)
 
 
 @needs_glibc
