@@ -312,7 +312,8 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
                     m.packed = None  # as F.linear and F.conv2d take the weights: reordered on every call
             with mock.patch.object(WindowAttention, "group_heads", lambda self: None):
                 released_heads = freeze(ours, auto)  # q/k/v rows in the released order: group_heads' share
-            frozen = {p: f"ours {p}, frozen (gvtnet.freeze)" for p in precisions}
+            # `auto`'s own row is its precision's (one row each: a duplicate would only lengthen every round)
+            frozen = {p: f"ours {p}{' = auto' if p == auto else ''}, frozen (gvtnet.freeze)" for p in precisions}
             not_packed = {"fp32": "ours fp32, frozen, convolutions not packed for oneDNN",
                           "bf16": "ours bf16, frozen, weights not packed for oneDNN"}
             runs = {"released": lambda: released(x), "ours fp32": lambda: ours(x)}
@@ -324,8 +325,7 @@ def bench_forward(released_file: str | None, repeats: int, data_dir: str | None,
             for p in precisions:
                 runs[frozen[p]] = functools.partial(super_resolve, snapshots[p], x)
                 runs[not_packed[p]] = functools.partial(super_resolve, unpacked[p], x)
-            runs |= {f"ours auto = {auto}, frozen": lambda: super_resolve(snapshots[auto], x),
-                     "ours auto, frozen, q/k/v heads left interleaved": lambda: super_resolve(released_heads, x)}
+            runs["ours auto, frozen, q/k/v heads left interleaved"] = lambda: super_resolve(released_heads, x)
             # The fp32 snapshot traced by torch.jit.trace (its convolutions unpacked: packed ones cannot be
             # traced): the same operators, the same bits, with no Python between them, for Python's share of a
             # face. A measurement only: TorchScript is deprecated, and the package does not run on it.
