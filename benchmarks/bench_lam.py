@@ -131,7 +131,7 @@ def ratio(times, base, name) -> str:
 
 def bench_app(repeats: int, scales=(4, 8)):
     from analysis import lam
-    from app.tabs.lam import LAM_BATCH
+    from app.tabs.lam import LAM_BATCH, LAM_PRECISION
     from gvtnet.inference import resolve_precision
 
     auto = resolve_precision("auto")
@@ -153,11 +153,11 @@ def bench_app(repeats: int, scales=(4, 8)):
                 dis[name] = {k: r.di for k, r in res.items()}
             return go
 
-        app = f"side by side, 1 thread each, {auto}, {LAM_BATCH} a batch (the app)"
+        app = f"side by side, 1 thread each, {resolve_precision(LAM_PRECISION)}, {LAM_BATCH} a batch (the app)"
         side_by_side_fp32 = f"side by side, 1 thread each, fp32, {LAM_BATCH} a batch"
         schedules = [("before", 25, "fp32", False, 1),
                      (side_by_side_fp32, LAM_BATCH, "fp32", True, 1),
-                     (app, LAM_BATCH, "auto", True, 1),
+                     (app, LAM_BATCH, LAM_PRECISION, True, 1),
                      ("side by side, 1 thread each, bf16, 50 a batch", 50, "bf16", True, 1),
                      ("one after the other, 2 threads, fp32, 50 a batch", 50, "fp32", False, 2),
                      ("one after the other, 2 threads, bf16, 50 a batch", 50, "bf16", False, 2)]
@@ -508,15 +508,16 @@ def app_lam_costs(scales, repeats: int = 2) -> dict[str, dict[str, float]]:
     """{'x4': {'seconds', 'cpu seconds', 'page faults'}, ...}: medians a LAM of the app's schedule, after a
     warm-up, in this process as it is; and {'process': {'peak resident MB'}} after all of them."""
     from analysis import lam
-    from app.tabs.lam import LAM_BATCH
+    from app.tabs.lam import LAM_BATCH, LAM_PRECISION
     from gvtnet.inference import freeze
 
     torch.set_num_threads(1)
     costs = {}
     for scale in scales:
         plain, lr, row, col = app_lam_inputs(scale)
-        models = {name: freeze(m, "auto") for name, m in plain.items()}  # the app holds snapshots
-        run = functools.partial(lam.attribution_maps, models, lr, row, col, batch_size=LAM_BATCH, precision="auto")
+        models = {name: freeze(m) for name, m in plain.items()}  # the snapshots the app holds (app.state)
+        run = functools.partial(lam.attribution_maps, models, lr, row, col, batch_size=LAM_BATCH,
+                                precision=LAM_PRECISION)
         run()
         rows = []
         for _ in range(repeats):
