@@ -282,16 +282,20 @@ def attention_png(inspection: Inspection, face, group: int, block: int, head: in
 # ----------------------------------------------------------------------------------------------------
 # Over the network's depth, for several models side by side (e.g. GVTNet, GVTNet with the graph off, SwinIR)
 
-# Models take these colours in turn, unless a figure is given a colour for a name.
+# Models take these colours in turn, unless a figure is given a colour for a name. Their lines take the dashes
+# in turn, so that a line drawn over an equal one (the graph on and off often reach as far) leaves it in sight.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+DASHES = ("solid", "dash", "dot", "dashdot")
 
 KIND_NAMES = {"S": "Swin-type", "G": "graph"}
 
 
-def _coloured(inspections: dict, colours: dict[str, str] | None) -> list[tuple[str, Inspection, str]]:
-    """(name, inspection, colour): the colour `colours` gives the name, else the next of PALETTE."""
-    colours, palette = colours or {}, itertools.cycle(PALETTE)
-    return [(name, ins, colours.get(name) or next(palette)) for name, ins in inspections.items()]
+def _line_styles(inspections: dict, colours: dict[str, str] | None) -> list[tuple[str, Inspection, dict]]:
+    """(name, inspection, line style): the colour `colours` gives the name, else the next of PALETTE, and the
+    next of DASHES."""
+    colours, palette, dashes = colours or {}, itertools.cycle(PALETTE), itertools.cycle(DASHES)
+    return [(name, ins, dict(color=colours.get(name) or next(palette), dash=next(dashes)))
+            for name, ins in inspections.items()]
 
 
 def block_label(blk) -> str:
@@ -306,18 +310,18 @@ def _depth_axis(fig: go.Figure, inspections: dict, title: str | None = "group.bl
                      categoryarray=[block_label(b) for b in longest.blocks])
 
 
-def _per_head_traces(fig, name: str, colour: str, blocks: list, values: np.ndarray, fmt: str, first: bool,
+def _per_head_traces(fig, name: str, line: dict, blocks: list, values: np.ndarray, fmt: str, first: bool,
                      **where) -> None:
     """values (blocks, heads): the mean over heads as a line, every head as a dot; hover names the kind."""
     heads = values.shape[1]
     labels, kinds = [block_label(b) for b in blocks], [KIND_NAMES[b.kind] for b in blocks]
     fig.add_trace(go.Scatter(x=labels, y=values.mean(1), text=kinds, mode="lines+markers", name=name,
-                             legendgroup=name, showlegend=first, line=dict(color=colour),
+                             legendgroup=name, showlegend=first, line=line,
                              hovertemplate=f"{name}, block %{{x}} (%{{text}}), mean over heads: "
                                            f"%{{y:{fmt}}}<extra></extra>"), **where)
     fig.add_trace(go.Scatter(x=np.repeat(labels, heads), y=values.ravel(), text=np.repeat(kinds, heads),
                              mode="markers", legendgroup=name, showlegend=False,
-                             marker=dict(color=colour, size=5, opacity=0.5),
+                             marker=dict(color=line["color"], size=5, opacity=0.5),
                              customdata=np.tile(np.arange(heads), len(blocks)),
                              hovertemplate=f"{name}, block %{{x}} (%{{text}}), head %{{customdata}}: "
                                            f"%{{y:{fmt}}}<extra></extra>"), **where)
@@ -328,9 +332,9 @@ def distance_figure(inspections: dict[str, Inspection], colours: dict[str, str] 
     model in `inspections` ({name: Inspection}); the mass the graph cut is `mass_figure`'s second panel.
     colours: {name: colour} for some or all of the models (the others take PALETTE's in turn)."""
     fig = go.Figure()
-    for name, ins, colour in _coloured(inspections, colours):
+    for name, ins, line in _line_styles(inspections, colours):
         dist = np.stack([attention_distance(ins, b.group, b.block) for b in ins.blocks])
-        _per_head_traces(fig, name, colour, ins.blocks, dist, ".2f", True)
+        _per_head_traces(fig, name, line, ins.blocks, dist, ".2f", True)
     _depth_axis(fig, inspections)
     fig.update_layout(title="Reach among the kept keys: mean attention distance, rows renormalised (LR px)",
                       yaxis_title="LR pixels", yaxis_rangemode="tozero", margin=dict(l=10, r=10, t=50, b=10),
@@ -344,17 +348,17 @@ def mass_figure(inspections: dict[str, Inspection], colours: dict[str, str] | No
     panels = ("total weight of a row after the graph", "softmax weight cut by the graph",
               "weight on the query itself", "share on the mirror padding")
     fig = make_subplots(2, 2, subplot_titles=panels, vertical_spacing=0.22, horizontal_spacing=0.07)
-    for name, ins, colour in _coloured(inspections, colours):
+    for name, ins, line in _line_styles(inspections, colours):
         labels = [block_label(b) for b in ins.blocks]
         masses = [attention_mass(ins, b.group, b.block) for b in ins.blocks]
         rows = [m.row_sum.ravel() for m in masses]
         q1, med, q3 = np.stack([np.percentile(r, (25, 50, 75)) for r in rows]).T
         fig.add_trace(go.Box(x=labels, q1=q1, median=med, q3=q3, lowerfence=[r.min() for r in rows],
                              upperfence=[r.max() for r in rows], name=name, legendgroup=name,
-                             marker_color=colour, line_width=1), 1, 1)
+                             marker_color=line["color"], line_width=1), 1, 1)
         for (row, col), field in zip(((1, 2), (2, 1), (2, 2)), ("removed", "self_weight", "padding")):
             values = np.stack([getattr(m, field).mean(1) for m in masses])  # (blocks, heads)
-            _per_head_traces(fig, name, colour, ins.blocks, values, ".3f", False, row=row, col=col)
+            _per_head_traces(fig, name, line, ins.blocks, values, ".3f", False, row=row, col=col)
     _depth_axis(fig, inspections, title="block (group.block)")
     for (row, col), title in zip(((1, 1), (1, 2), (2, 1), (2, 2)), ("row sum", "softmax weight", "softmax weight",
                                                                   "share of the row")):

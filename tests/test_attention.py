@@ -305,6 +305,11 @@ def test_depth_figures(compared, astronaut_face):
     assert len(boxes) == 3 and np.allclose(boxes[2].median, 1)  # SwinIR: every row sums to 1
     # colours: the palette's in turn, whatever the models are called, except those given for a name
     assert [t.line.color for t in lines] == [b.marker.color for b in boxes] == list(attention.PALETTE[:3])
+    # each model's line its own dash, so that a line drawn over an equal one leaves it in sight
+    assert [t.line.dash for t in lines] == list(attention.DASHES[:3])
+    swinir_lines = [t for t in mass.data if isinstance(t, go.Scatter) and t.mode == "lines+markers"
+                    and t.legendgroup == "SwinIR"]
+    assert len(swinir_lines) == 3 and {t.line.dash for t in swinir_lines} == {attention.DASHES[2]}
     given = attention.distance_figure(compared, {"GVTNet, graph off": "black"})
     assert [t.line.color for t in given.data if t.mode == "lines+markers"] == [attention.PALETTE[0], "black",
                                                                                 attention.PALETTE[1]]
