@@ -13,6 +13,7 @@ from torch import nn
 
 import gvtnet
 from analysis import lam
+from conftest import perturbed
 from gvtnet.images import bicubic_upscale, degrade
 from gvtnet.inference import to_image, to_tensor
 from gvtnet.model import WindowAttention
@@ -21,11 +22,7 @@ from gvtnet.model import WindowAttention
 @pytest.fixture(scope="module")
 def model():
     """A light x4 GVTNet whose output depends on its body (untrained light models are exact bicubic)."""
-    torch.manual_seed(0)
-    m = gvtnet.build_model("light-x4").eval()
-    for p in m.upsampler.parameters():
-        p.data.normal_(0, 0.02)
-    return m
+    return perturbed("light-x4", 0.02, only="upsampler.")
 
 
 @pytest.fixture(scope="module")
@@ -133,9 +130,7 @@ def test_negative_window_gives_a_real_map(model, lr16):
 def test_shared_path_parallel_and_reused_output(model, lr16):
     """attribution_maps gives each model's local_attribution_map (threads or not), its sr is model(lr)
     without a second forward pass, and progress counts the path points of all the models."""
-    other = gvtnet.build_model("swinir-light-x4").eval()
-    for p in other.upsampler.parameters():
-        p.data.normal_(0, 0.02)
+    other = perturbed("swinir-light-x4", 0.02, only="upsampler.")
     models = {"a": model, "b": other}
     calls = []
     par = lam.attribution_maps(models, lr16, 20, 24, fold=4, batch_size=2, progress=lambda d, t: calls.append((d, t)))
@@ -234,13 +229,9 @@ def test_study_matches_lam_and_resumes(model, lr16, tmp_path):
 # the model's weights, the window, scale, sigma, fold, precision) and returns only what was asked for.
 
 
-def _tiny_model(seed: int = 0) -> nn.Module:
+def _tiny_model() -> nn.Module:
     """A light x4 GVTNet whose output depends on its body (as the `model` fixture), fresh for each test."""
-    torch.manual_seed(seed)
-    m = gvtnet.build_model("light-x4").eval()
-    for p in m.upsampler.parameters():
-        p.data.normal_(0, 0.02)
-    return m
+    return perturbed("light-x4", 0.02, only="upsampler.")
 
 
 def _tiny_faces(seed: int, names=("f1",)) -> dict[str, torch.Tensor]:

@@ -8,13 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 import gvtnet
-from conftest import ASSETS, ROOT
+from conftest import ASSETS, ROOT, perturbed
 from gvtnet.faces import find_face, find_faces
 from gvtnet.images import ImageError, bicubic_upscale, degrade
 from gvtnet.inference import super_resolve, to_image, to_tensor
@@ -31,11 +30,7 @@ def model_x4():
 def tiny_model():
     """An untrained light x4 GVTNet whose faces differ from bicubic (its upsampler perturbed: untrained
     light models are exact bicubic)."""
-    torch.manual_seed(0)
-    m = gvtnet.build_model("light-x4").eval()
-    for p in m.upsampler.parameters():
-        p.data.normal_(0, 0.02)
-    return m
+    return perturbed("light-x4", 0.02, only="upsampler.")
 
 
 @pytest.fixture(scope="module")
