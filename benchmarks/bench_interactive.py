@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from skimage import data
 
-from benchmarks.timing import summary, timed
+from benchmarks.timing import machine, summary, timed
 
 
 def main():
@@ -46,7 +46,7 @@ def main():
     MODELS.preload()
     face = Path(tempfile.mkdtemp()) / "astronaut.png"
     Image.fromarray(data.astronaut()).crop((150, 20, 330, 200)).save(face)
-    print(f"{args.threads} torch thread(s); seconds, median (interquartile range) of {args.repeats}\n")
+    print(f"{machine()}\nseconds, median (interquartile range) of {args.repeats}\n")
     print("| step | x4 | x8 |")
     print("|---|---|---|")
     rows: dict[str, list[str]] = {}

@@ -47,7 +47,6 @@ import dataclasses
 import functools
 import json
 import math
-import platform
 import resource
 import statistics
 import subprocess
@@ -63,20 +62,10 @@ import torch
 from PIL import Image
 from skimage import data
 
-from benchmarks.timing import summary, timed
+from benchmarks.timing import machine, summary, timed
 from gvtnet import GVTNet, GVTNetConfig
 from gvtnet.compat import keep_freed_memory
 from gvtnet.presets import preset_config
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
-    native = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    from gvtnet.inference import bf16_speedup, resolve_precision
-    return (f"{cpu}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, capability "
-            f"{torch.backends.cpu.get_cpu_capability()}, bf16 flags {native or 'none'}, bf16 matmul "
-            f"{bf16_speedup():.2f}x fp32's speed (auto = {resolve_precision('auto')}), {platform.python_version()}")
 
 
 def astronaut_lr(scale: int) -> torch.Tensor:

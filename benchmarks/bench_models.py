@@ -13,16 +13,14 @@ medians with the interquartile range.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-from datetime import date
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.timing import summary, timed
+from benchmarks.timing import machine, summary, timed
 from gvtnet import PRESETS, GVTNet, build_model
 from gvtnet.compat import packed_ops
 from gvtnet.inference import autocast
@@ -166,9 +164,7 @@ def main():
     p.add_argument("--released", help="path to basicsr/archs/GVTNet_arch.py of a checkout of the released code")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{date.today()}, {platform.processor() or platform.machine()} "
-          f"({torch.backends.cpu.get_cpu_capability()} kernels), torch {torch.__version__}, {args.threads} threads; "
-          f"fp32 2048^3 matmul: {matmul_gflops():.0f} GFLOP/s\n")
+    print(f"{machine()}\nfp32 2048^3 matmul: {matmul_gflops():.0f} GFLOP/s\n")
     if args.released:
         print("| scale | implementation | ms per face | speed-up over released (per pair) | GFLOP/s | max abs diff |")
         print("|---|---|---|---|---|---|")

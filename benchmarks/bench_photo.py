@@ -10,23 +10,13 @@ Medians with the interquartile range, in seconds.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 
 import torch
 from PIL import Image
 from skimage import data
 
-from benchmarks.timing import summary, timed
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
+from benchmarks.timing import machine, summary, timed
 
 
 def main():
@@ -44,9 +34,7 @@ def main():
     model = gvtnet.load_model("assets/gvtnet-light-x4.safetensors")
     astronaut = Image.fromarray(data.astronaut())
     group = Image.open(group_file()).convert("RGB")
-    print(f"{cpu_name()}, {torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, "
-          f"{args.threads} thread(s), {datetime.date.today()}; seconds, median (interquartile range) of "
-          f"{args.repeats}\n")
+    print(f"{machine()}\nseconds, median (interquartile range) of {args.repeats}\n")
     rows = {
         "astronaut 512x512: the face model over the whole photo (gvtnet.upscale)":
             timed(lambda: gvtnet.upscale(model, astronaut), args.repeats),

@@ -72,15 +72,7 @@ def test_inspection_contents(ins):
 
 
 def test_captured_adjacency_is_the_graph_function_on_the_group_input(light_x4, face_lr, ins):
-    inputs = {}
-    hooks = [g.register_forward_pre_hook(lambda mod, args, i=i: inputs.__setitem__(i, args[0]))
-             for i, g in enumerate(light_x4.layers)]
-    try:
-        with torch.no_grad():
-            light_x4(face_lr)
-    finally:
-        for h in hooks:
-            h.remove()
+    inputs = group_inputs(light_x4, face_lr)
     cfg = light_x4.cfg
     for i, gg in enumerate(ins.groups):
         x = torch.roll(inputs[i], (-gg.shift, -gg.shift), dims=(1, 2))

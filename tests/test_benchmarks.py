@@ -1,4 +1,8 @@
-"""The benchmark's floor measurement replays exactly the arithmetic of a forward pass."""
+"""The benchmarks' floor measurements replay exactly the arithmetic of a forward pass, and their records name
+the machine."""
+import re
+from pathlib import Path
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -102,3 +106,19 @@ def test_a_bf16_snapshots_replay_holds_its_packed_products():
     model = gvtnet.build_model("light-x8").eval()
     x = torch.rand(1, 3, 16, 16)
     assert dense_replay(gvtnet.freeze(model, "bf16"), x, "bf16")[1] == dense_replay(model, x)[1]
+
+
+def test_machine_names_the_cpu_its_kernel_flags_and_what_auto_picks():
+    from benchmarks.timing import KERNEL_FLAGS, machine
+    from gvtnet.inference import resolve_precision
+
+    line = machine()
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    flags = set(re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M).group(1).split()) if cpuinfo else set()
+    if model:
+        assert model.group(1).strip() in line
+    listed = set(re.search(r"flags ([^;]+);", line).group(1).split())
+    assert listed & set(KERNEL_FLAGS) == flags & set(KERNEL_FLAGS)
+    assert f"capability {torch.backends.cpu.get_cpu_capability()}," in line
+    assert f"auto = {resolve_precision('auto')};" in line and f"torch {torch.__version__}," in line
