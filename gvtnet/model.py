@@ -446,14 +446,14 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(LN(x)) under a cyclic roll, then x + MLP(LN(x))."""
 
-    def __init__(self, cfg: GVTNetConfig, kind: str, shift: int, drop_path: float):
+    def __init__(self, cfg: GVTNetConfig, kind: str, shift: int, drop_prob: float):
         super().__init__()
         self.kind, self.shift = kind, shift
         self.norm1 = nn.LayerNorm(cfg.embed_dim)
         self.attn = WindowAttention(cfg, kind)
         self.norm2 = nn.LayerNorm(cfg.embed_dim)
         self.mlp = Mlp(cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio))
-        self.drop_prob = drop_path
+        self.drop_prob = drop_prob
 
     def forward(self, x, shift: int, mask=None, adj=None):
         y = self.norm1(x)
@@ -475,11 +475,11 @@ class Group(nn.Module):
     """A residual group (SwinIR's RSTB): blocks, a 3x3 conv, and a skip over both. Its graph blocks share
     one adjacency per roll, computed from the group's input (detached: the graph gets no gradient)."""
 
-    def __init__(self, cfg: GVTNetConfig, index: int, drop_path: list[float]):
+    def __init__(self, cfg: GVTNetConfig, index: int, drop_probs: list[float]):
         super().__init__()
         self.apply_graph_settings(cfg)
         self.blocks = nn.ModuleList(
-            Block(cfg, cfg.kind(b), cfg.shift(index, b), drop_path[b]) for b in range(len(drop_path))
+            Block(cfg, cfg.kind(b), cfg.shift(index, b), p) for b, p in enumerate(drop_probs)
         )
         self.conv = Conv2d(cfg.embed_dim, cfg.embed_dim, 3, padding=1)
         self.record: list | None = None  # set by `capture` to collect adjacencies
